@@ -1,0 +1,54 @@
+# lakehub: `make up` runs the product on this machine; `make test` proves it.
+# Everything installs itself on first use and is reused afterwards.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+SITE ?= examples/site.local.yaml
+ARGS ?=
+LAKEHUB_HOME ?= $(CURDIR)/.lakehub
+export LAKEHUB_HOME
+DEV_PY := $(LAKEHUB_HOME)/venvs/dev/bin/python
+
+.PHONY: help up down clean status test lint bench deps system-deps envs proxy check-site
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@echo "  variables: SITE=$(SITE)  ARGS='<pytest arguments>'"
+
+system-deps: ## Debian packages (python3.11, chromium, node/npm, passwd); needs root
+	@bash scripts/ensure-system.sh
+
+envs: system-deps ## the Python environments (dev/hub, analysis, rucio-server) from requirements/*.txt
+	@bash scripts/ensure-env.sh dev
+	@bash scripts/ensure-env.sh analysis
+	@bash scripts/ensure-env.sh rucio-server
+
+proxy: system-deps ## configurable-http-proxy from npm
+	@bash scripts/ensure-node.sh
+
+deps: envs proxy
+
+up: deps ## start Rucio, demo data and JupyterHub on 127.0.0.1 (SITE=...)
+	@$(DEV_PY) -m localstack.stack up --site $(SITE)
+
+down: ## stop what `make up` started (by PID); keeps the data
+	@if [ -x $(DEV_PY) ]; then $(DEV_PY) -m localstack.stack down; fi
+
+clean: ## stop everything and remove the local state (users, data, secrets)
+	@if [ -x $(DEV_PY) ]; then $(DEV_PY) -m localstack.stack clean; fi
+
+status: ## which local processes are running
+	@$(DEV_PY) -m localstack.stack status
+
+check-site: envs ## validate a site file (SITE=...)
+	@$(DEV_PY) -m hub_config.site $(SITE)
+
+lint: envs ## ruff
+	@$(LAKEHUB_HOME)/venvs/dev/bin/ruff check .
+	@$(LAKEHUB_HOME)/venvs/dev/bin/ruff format --check .
+
+test: deps ## run the tests (ARGS='-m e2e' or any pytest arguments)
+	@$(DEV_PY) -m pytest $(ARGS)
+
+bench: deps ## performance figures, one JSON object per line on stdout
+	@$(DEV_PY) -m benchmarks

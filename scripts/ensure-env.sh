@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Build (or reuse) one of lakehub's Python environments from its lock file.
+# usage: scripts/ensure-env.sh NAME      (NAME = dev | analysis | rucio-server)
+# A stamp holding the lock file's hash makes a second run a no-op.
+set -euo pipefail
+name=$1
+top=$(cd "$(dirname "$0")/.." && pwd)
+state=${LAKEHUB_HOME:-$top/.lakehub}
+lock=$top/requirements/$name.txt
+venv=$state/venvs/$name
+uv=$state/tools/bin/uv
+stamp=$venv/.lakehub-lock-sha
+# Debian's interpreter, not a per-user one (pyenv under /root is unreadable to the
+# per-user accounts that run single-user servers when the hub runs as root).
+python=/usr/bin/python3.11
+[ -x "$python" ] || python=$(command -v python3.11)
+want="$(cat "$lock" "$top/pyproject.toml" | sha256sum | cut -d' ' -f1) $python"
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+  exit 0
+fi
+if [ ! -x "$uv" ]; then
+  echo "==> installing uv into $state/tools"
+  python3 -m venv "$state/tools"
+  "$state/tools/bin/pip" install --quiet "uv==0.13.8"
+fi
+echo "==> building the '$name' environment in $venv (from requirements/$name.txt)"
+rm -rf "$venv"
+"$uv" venv --quiet --python "$python" "$venv"
+"$uv" pip sync --quiet --python "$venv/bin/python" "$lock"
+if [ "$name" != rucio-server ]; then
+  # the project's own packages (hub_config, spawner_hooks, hub_services, lakehub)
+  "$uv" pip install --quiet --python "$venv/bin/python" --no-deps -e "$top"
+fi
+echo "$want" > "$stamp"

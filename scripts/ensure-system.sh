@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Debian packages lakehub needs; installs only what is missing (idempotent).
+#   python3.11  the interpreter of every lakehub environment (readable by all accounts)
+#   chromium    the browser the browser tests drive (never a downloaded browser)
+#   nodejs/npm  configurable-http-proxy
+#   passwd      useradd/userdel for the per-user accounts of the local stack
+set -euo pipefail
+wanted=(python3.11 python3-venv chromium nodejs npm passwd ca-certificates)
+missing=()
+for pkg in "${wanted[@]}"; do
+  case $pkg in
+    nodejs) command -v node >/dev/null && continue ;;
+    npm) command -v npm >/dev/null && continue ;;
+  esac
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" -ne 0 ]; then
+  echo "missing Debian packages: ${missing[*]} (run 'sudo apt-get install ${missing[*]}')" >&2
+  exit 1
+fi
+echo "==> installing Debian packages: ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
