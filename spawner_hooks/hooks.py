@@ -1,0 +1,177 @@
+"""The spawn hook: Rucio account, token, client configuration and notebooks for a user.
+
+``LakehubHooks.pre_spawn(spawner)`` is set as ``Spawner.pre_spawn_hook``.  It computes
+everything with the pure builders in :mod:`spawner_hooks.session`, does network work
+asynchronously (:mod:`spawner_hooks.rucio`), and hands the results to a *delivery*:
+:class:`HomeDelivery` writes files into the user's home (local mode).  A failure to
+reach Rucio never fails the spawn: the user finds ``LAKEHUB-NOTICE.md`` in their home
+and the hub log has one line saying why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from hub_config.site import Site
+from spawner_hooks import notebooks, session
+from spawner_hooks.names import rucio_account
+from spawner_hooks.rucio import (
+    AccountCollision,
+    AdminCredentials,
+    RucioAccounts,
+    RucioUnavailable,
+)
+from spawner_hooks.tokens import Issuer, oidc_identity
+
+log = logging.getLogger("lakehub.hooks")
+
+
+@dataclass
+class SessionBundle:
+    """Everything a session receives; built once per spawn, delivered by a Delivery."""
+
+    account: str | None
+    token: str | None
+    token_expires: int | None
+    files: dict[PurePosixPath, str] = field(default_factory=dict)  # path -> text (not secret)
+    env: dict[str, str] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+
+class DeliveryFailed(RuntimeError):
+    pass
+
+
+class HomeDelivery:
+    """Local mode: files under ``<home>/.lakehub`` (0700); the token file is 0600.
+
+    The writing is done by :mod:`spawner_hooks.home_writer` in a child process running
+    as the home's owner, so the hub never follows a link a student planted.
+    """
+
+    def __init__(self, notebooks_source: Path | None, notebooks_target: str):
+        self.notebooks_source = notebooks_source
+        self.notebooks_target = notebooks_target
+
+    @staticmethod
+    def paths(spawner) -> session.SessionPaths:
+        return session.SessionPaths(PurePosixPath(spawner.home_dir) / ".lakehub")
+
+    def request(self, spawner, bundle: SessionBundle) -> dict:
+        """The JSON document handed to the writer (pure)."""
+        paths = self.paths(spawner)
+        return {
+            "home": spawner.home_dir,
+            "session_dir": str(paths.root),
+            "files": {str(p): text for p, text in bundle.files.items()},
+            "private": {str(paths.token): bundle.token} if bundle.token else {},
+            "notice_name": session.NOTICE_NAME,
+            "notice": session.notice_markdown(bundle.problems) if bundle.problems else "",
+            "notebooks": {
+                "source": str(self.notebooks_source),
+                "target": self.notebooks_target,
+                "manifest": str(paths.root / notebooks.MANIFEST),
+            }
+            if self.notebooks_source
+            else None,
+        }
+
+    async def deliver(self, spawner, bundle: SessionBundle) -> None:
+        owner = await spawner.prepare_home()
+        ids = {"user": owner[0], "group": owner[1], "extra_groups": []} if owner else {}
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "spawner_hooks.home_writer",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            cwd="/",
+            **ids,
+        )
+        payload = json.dumps(self.request(spawner, bundle)).encode()
+        out, err = await proc.communicate(payload)
+        if proc.returncode != 0:
+            detail = out.decode(errors="replace").strip() or err.decode(errors="replace")[-500:]
+            raise DeliveryFailed(
+                f"writing the session files for {spawner.user.name} failed: {detail}"
+            )
+        report = json.loads(out or b"{}").get("notebooks", {})
+        copied = sum(a in ("copy", "update") for a in report.values())
+        if copied:
+            log.info("lakehub: gave %s %d notebook file(s)", spawner.user.name, copied)
+
+
+class LakehubHooks:
+    def __init__(
+        self,
+        site: Site,
+        issuer: Issuer,
+        admin: AdminCredentials,
+        delivery: HomeDelivery,
+        clock=time.time,
+    ):
+        self.site = site
+        self.issuer = issuer
+        self.delivery = delivery
+        self.clock = clock
+        self.accounts = {i.name: RucioAccounts(i, admin, issuer.url) for i in site.rucio.instances}
+
+    async def build(self, spawner, paths: session.SessionPaths) -> SessionBundle:
+        username = spawner.user.name
+        default = self.site.rucio.default
+        account = rucio_account(username, default.account_mapping.prefix)
+        identity = oidc_identity(username, self.issuer.url)
+        problems: list[str] = []
+
+        async def provision(name: str) -> None:
+            inst = self.accounts[name].instance
+            acct = rucio_account(username, inst.account_mapping.prefix)
+            try:
+                created = await self.accounts[name].ensure_account(
+                    acct, identity, f"{acct}@users.lakehub.invalid"
+                )
+                if created:
+                    log.info("lakehub: created Rucio account %s on %s for %s", acct, name, username)
+            except (RucioUnavailable, AccountCollision) as exc:
+                log.warning("lakehub: Rucio setup for %s on %s failed: %s", username, name, exc)
+                problems.append(f"Rucio ({inst.title}): {exc}")
+
+        await asyncio.gather(*(provision(n) for n in self.accounts))
+
+        now = int(self.clock())
+        token = await asyncio.to_thread(self.issuer.mint, username, now)
+        files = {
+            paths.rucio_cfg: session.rucio_cfg(default, account),
+            paths.jupyter_server_config: _json(
+                session.rucio_jupyterlab_config(
+                    self.site.rucio.instances, default.name, str(paths.token)
+                )
+            ),
+        }
+        files[paths.status] = session.status_json(account, problems, now + self.issuer.lifetime)
+        return SessionBundle(
+            account=account,
+            token=token,
+            token_expires=now + self.issuer.lifetime,
+            files=files,
+            env=session.session_env(paths),
+            problems=problems,
+        )
+
+    async def pre_spawn(self, spawner) -> None:
+        paths = self.delivery.paths(spawner)
+        bundle = await self.build(spawner, paths)
+        await self.delivery.deliver(spawner, bundle)
+        # a fresh dict: never mutate a dict that may be shared through config
+        spawner.environment = {**spawner.environment, **bundle.env}
+
+
+def _json(obj) -> str:
+    return json.dumps(obj, indent=2)

@@ -1,0 +1,126 @@
+"""The spawner of the embedded local stack.
+
+When the hub runs as root, each hub user gets a system account of their own
+(``lh-<rucio account>``, no login shell) and their server runs under it, so one
+student cannot read another's home or token.  When the hub runs as an ordinary user
+(a developer's laptop) every server runs as that user: fine for one person trying the
+product, and the hub log says so once.  On Kubernetes, pods give the isolation instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pwd
+from pathlib import Path
+
+from jupyterhub.spawner import LocalProcessSpawner
+from traitlets import Unicode
+
+from spawner_hooks.names import rucio_account
+
+SYSTEM_USER_PREFIX = "lh-"
+_warned_shared_uid = False
+
+
+def system_username(hub_username: str) -> str:
+    """A valid Linux user name (<= 32 chars, starts with a letter) for a hub user."""
+    return SYSTEM_USER_PREFIX + rucio_account(hub_username)
+
+
+class LakehubLocalSpawner(LocalProcessSpawner):
+    home_dir_template = Unicode(
+        config=True, help="Home folder of a user; {username} is the hub username."
+    )
+    system_users_file = Unicode(
+        "", config=True, help="Where created system accounts are recorded (for `make clean`)."
+    )
+
+    @property
+    def isolated(self) -> bool:
+        return os.geteuid() == 0
+
+    @property
+    def home_dir(self) -> str:
+        return self.home_dir_template.format(username=self.user.name)
+
+    @property
+    def system_user(self) -> str | None:
+        return system_username(self.user.name) if self.isolated else None
+
+    async def prepare_home(self) -> tuple[int, int] | None:
+        """Create the system account and the home folder; return its (uid, gid) or None."""
+        home = Path(self.home_dir)
+        if not self.isolated:
+            global _warned_shared_uid
+            if not _warned_shared_uid:
+                self.log.warning(
+                    "lakehub: the hub is not root, so every user's server runs as uid %d "
+                    "(no isolation between users); run as root for per-user accounts",
+                    os.geteuid(),
+                )
+                _warned_shared_uid = True
+            await asyncio.to_thread(home.mkdir, parents=True, exist_ok=True)
+            return None
+        name = self.system_user
+        try:
+            entry = pwd.getpwnam(name)
+        except KeyError:
+            proc = await asyncio.create_subprocess_exec(
+                "useradd",
+                "--system",
+                "--user-group",
+                "--no-create-home",
+                "--home-dir",
+                str(home),
+                "--shell",
+                "/usr/sbin/nologin",
+                name,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
+            )
+            _, err = await proc.communicate()
+            if proc.returncode not in (0, 9):  # 9: created meanwhile by a concurrent spawn
+                raise RuntimeError(f"useradd {name} failed: {err.decode().strip()}") from None
+            if self.system_users_file:
+                await asyncio.to_thread(_append_line, Path(self.system_users_file), name)
+            entry = pwd.getpwnam(name)
+        await asyncio.to_thread(_make_private_home, home, entry.pw_uid, entry.pw_gid)
+        return entry.pw_uid, entry.pw_gid
+
+    def make_preexec_fn(self, name):
+        home = self.home_dir
+        if self.isolated:
+            entry = pwd.getpwnam(self.system_user)
+            uid, gid = entry.pw_uid, entry.pw_gid
+
+            def preexec():
+                os.setgid(gid)
+                os.setgroups([gid])
+                os.setuid(uid)
+                os.chdir(home)
+
+        else:
+
+            def preexec():
+                os.chdir(home)
+
+        return preexec
+
+    def user_env(self, env):
+        env["USER"] = self.system_user or pwd.getpwuid(os.geteuid()).pw_name
+        env["HOME"] = self.home_dir
+        env["SHELL"] = "/bin/bash"
+        return env
+
+
+def _append_line(path: Path, line: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as f:
+        f.write(line + "\n")
+
+
+def _make_private_home(home: Path, uid: int, gid: int) -> None:
+    home.mkdir(parents=True, exist_ok=True)
+    os.chown(home, uid, gid)
+    os.chmod(home, 0o700)

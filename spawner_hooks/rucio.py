@@ -1,0 +1,116 @@
+"""Make sure a hub user has a Rucio account bound to their hub identity.
+
+The hub talks to Rucio with an admin identity (``root`` by default) through
+rucio-clients.  rucio-clients is blocking, so every call runs in a small thread pool
+owned by :class:`RucioAccounts`; the hub's event loop only awaits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from hub_config.site import RucioInstance
+
+log = logging.getLogger(__name__)
+
+
+class RucioUnavailable(RuntimeError):
+    """Rucio could not be reached or refused the hub's admin identity."""
+
+
+class AccountCollision(RuntimeError):
+    """The derived account already belongs to a different hub identity."""
+
+
+@dataclass(frozen=True)
+class AdminCredentials:
+    account: str
+    username: str
+    password_file: Path
+
+    def password(self) -> str:
+        return self.password_file.read_text().strip()
+
+
+class RucioAccounts:
+    """Account provisioning against one Rucio instance."""
+
+    def __init__(self, instance: RucioInstance, admin: AdminCredentials, issuer_url: str):
+        self.instance = instance
+        self.admin = admin
+        self.issuer_url = issuer_url
+        # One worker: rucio-clients' Client is not meant to be shared across threads,
+        # and account creation is rare (once per user) and quick.
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"rucio-{instance.name}")
+        self._client = None
+
+    def _connect(self):
+        from rucio.client import Client  # imported lazily: heavy, and only the hub needs it
+
+        if self._client is None:
+            self._client = Client(
+                rucio_host=self.instance.rucio_host,
+                auth_host=self.instance.auth_url,
+                account=self.admin.account,
+                auth_type="userpass",
+                creds={"username": self.admin.username, "password": self.admin.password()},
+                vo=self.instance.vo,
+                ca_cert=str(self.instance.ca_cert) if self.instance.ca_cert else None,
+                timeout=10,
+            )
+        return self._client
+
+    def _ensure(self, account: str, identity: str, email: str) -> bool:
+        from rucio.common import exception as rex
+
+        try:
+            client = self._connect()
+            try:
+                client.get_account(account)
+                created = False
+            except rex.AccountNotFound:
+                try:
+                    client.add_account(account, "USER", email)
+                    created = True
+                except rex.Duplicate:
+                    created = False
+            ours = [
+                i["identity"]
+                for i in client.list_identities(account)
+                if i["type"] == "OIDC" and i["identity"].endswith(f"ISS={self.issuer_url}")
+            ]
+            if ours and identity not in ours:
+                raise AccountCollision(
+                    f"Rucio account {account!r} is bound to another hub user; "
+                    "ask an admin to resolve the clash"
+                )
+            if identity not in ours:
+                try:
+                    client.add_identity(account, identity, "OIDC", email, default=True)
+                except rex.Duplicate:
+                    pass
+            return created
+        except (AccountCollision, RucioUnavailable):
+            raise
+        except rex.CannotAuthenticate as exc:
+            self._client = None
+            raise RucioUnavailable(
+                f"the hub's Rucio admin login was refused ({type(exc).__name__})"
+            ) from None
+        except Exception as exc:  # connection errors come in many types from requests/urllib3
+            self._client = None
+            raise RucioUnavailable(
+                f"Rucio at {self.instance.rucio_host} did not answer ({type(exc).__name__})"
+            ) from None
+
+    async def ensure_account(self, account: str, identity: str, email: str) -> bool:
+        """Create ``account`` if needed and bind ``identity`` to it; True if created."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, self._ensure, account, identity, email)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)

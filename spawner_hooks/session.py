@@ -1,0 +1,140 @@
+"""Pure builders for what a session needs: Rucio client config, the rucio-jupyterlab
+``RucioConfig``, environment variables and the notice shown when something failed.
+
+One builder per artefact, used by every delivery mechanism (files in the home locally,
+a Secret plus mounts on Kubernetes).  Nothing here touches the network or the disk.
+"""
+
+from __future__ import annotations
+
+import configparser
+import io
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+from hub_config.site import RucioInstance
+
+SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+
+
+@dataclass(frozen=True)
+class SessionPaths:
+    """Where a session finds lakehub's files.  ``root`` is a folder the user owns."""
+
+    root: PurePosixPath
+
+    @property
+    def rucio_cfg(self) -> PurePosixPath:
+        return self.root / "rucio.cfg"
+
+    @property
+    def token(self) -> PurePosixPath:
+        return self.root / "rucio-token"
+
+    @property
+    def jupyter_config_dir(self) -> PurePosixPath:
+        return self.root / "jupyter"
+
+    @property
+    def jupyter_server_config(self) -> PurePosixPath:
+        return self.jupyter_config_dir / "jupyter_server_config.json"
+
+    @property
+    def status(self) -> PurePosixPath:
+        return self.root / "status.json"
+
+
+NOTICE_NAME = "LAKEHUB-NOTICE.md"
+
+
+def rucio_cfg(instance: RucioInstance, account: str, ca_cert: str | None = None) -> str:
+    """The ``rucio.cfg`` that makes the ``rucio`` CLI and rucio-clients use the token.
+
+    rucio-clients reads a pre-issued bearer token with ``auth_type = oidc`` plus the
+    ``BEARER_TOKEN_FILE`` variable (WLCG bearer-token discovery): no password needed.
+    """
+    cfg = configparser.ConfigParser(interpolation=None)
+    cfg["client"] = {
+        "rucio_host": instance.rucio_host,
+        "auth_host": instance.auth_url,
+        "auth_type": "oidc",
+        "account": account,
+        "vo": instance.vo,
+        "ca_cert": str(ca_cert or instance.ca_cert or SYSTEM_CA_BUNDLE),
+        "request_retries": "3",
+    }
+    buf = io.StringIO()
+    buf.write("# Written by lakehub at spawn; it is replaced at the next start.\n")
+    cfg.write(buf)
+    return buf.getvalue()
+
+
+def rucio_jupyterlab_config(
+    instances: Sequence[RucioInstance],
+    default: str,
+    token_path: str,
+    ca_cert: str | None = None,
+) -> dict:
+    """``jupyter_server_config.json`` content configuring rucio-jupyterlab.
+
+    Every instance authenticates with the token file (``oidc_auth: file``); the
+    extension re-reads it when its cached token expires.  Download mode copies files
+    into the home; the shared-cache issue switches this to replica mode.
+    """
+    return {
+        "RucioConfig": {
+            "instances": [
+                {
+                    "name": i.name,
+                    "display_name": i.title,
+                    "rucio_base_url": i.rucio_host,
+                    "rucio_auth_url": i.auth_url,
+                    "rucio_ca_cert": str(ca_cert or i.ca_cert or SYSTEM_CA_BUNDLE),
+                    "vo": i.vo,
+                    "mode": "download",
+                    "wildcard_enabled": True,
+                    "oidc_auth": "file",
+                    "oidc_file_name": token_path,
+                }
+                for i in instances
+            ],
+            "default_instance": default,
+            "default_auth_type": "oidc",
+        },
+        # lakehub's own extension records the token file as the credential (jupyter_ext)
+        "ServerApp": {"jpserver_extensions": {"lakehub": True}},
+    }
+
+
+def session_env(paths: SessionPaths, token_path: str | None = None) -> dict[str, str]:
+    """Environment variables for the single-user server: paths only, never a secret."""
+    return {
+        "RUCIO_CONFIG": str(paths.rucio_cfg),
+        "BEARER_TOKEN_FILE": str(token_path or paths.token),
+        "JUPYTER_CONFIG_PATH": str(paths.jupyter_config_dir),
+        "LAKEHUB_SESSION_DIR": str(paths.root),
+    }
+
+
+def notice_markdown(problems: Sequence[str]) -> str:
+    lines = [
+        "# lakehub could not finish setting up your session",
+        "",
+        "Your server started, but some data-lake features are not ready:",
+        "",
+        *[f"- {p}" for p in problems],
+        "",
+        "Restart your server later from the hub's home page (File > Hub Control Panel)"
+        " to try again. This note disappears once everything works.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def status_json(account: str | None, problems: Sequence[str], token_expires: int | None) -> str:
+    return json.dumps(
+        {"rucio_account": account, "problems": list(problems), "token_expires": token_expires},
+        indent=2,
+    )
