@@ -1,0 +1,152 @@
+"""Render the JupyterHub configuration of the embedded local stack from the site model.
+
+``hub_config/jupyterhub_config.py`` is the file JupyterHub loads; it only calls
+:func:`configure`.  Everything is plain traitlets config: the same hooks, the same
+builders and the same single-user environment as a cluster deployment, with files in
+the users' homes instead of Kubernetes Secrets.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from hub_config.site import Site
+from localstack.paths import StackPaths, chp_binary, venv_bin
+from spawner_hooks.hooks import HomeDelivery, LakehubHooks
+from spawner_hooks.rucio import AdminCredentials
+from spawner_hooks.tokens import Issuer, load_signing_key
+
+ADMIN_SERVICE = "lakehub-admin"
+ISSUER_SERVICE = "lakehub-issuer"
+
+# What `make up`, `make test` and the benchmarks may do through the admin service token.
+ADMIN_SCOPES = [
+    "admin:users",
+    "admin:servers",
+    "access:servers",
+    "list:users",
+    "read:users",
+    "read:servers",
+    "tokens",
+    "read:hub",
+]
+
+
+def issuer_url(site: Site) -> str:
+    assert site.local is not None
+    return f"http://127.0.0.1:{site.local.issuer_port}"
+
+
+def make_hooks(site: Site, paths: StackPaths) -> LakehubHooks:
+    issuer = Issuer(
+        url=issuer_url(site),
+        key=load_signing_key(paths.issuer_key),
+        lifetime=site.tokens.lifetime_seconds,
+    )
+    default = site.rucio.default
+    admin = AdminCredentials(
+        account=default.admin_account,
+        username="root",
+        password_file=paths.rucio_root_password,
+    )
+    delivery = HomeDelivery(site.notebooks.source, site.notebooks.target)
+    return LakehubHooks(site, issuer, admin, delivery)
+
+
+def as_hook(hooks: LakehubHooks):
+    """A plain function for ``pre_spawn_hook``: traitlets deep-copies config values, and
+    a function is copied by reference while a bound method would drag its object along."""
+
+    async def lakehub_pre_spawn_hook(spawner) -> None:
+        await hooks.pre_spawn(spawner)
+
+    return lakehub_pre_spawn_hook
+
+
+def single_user_path() -> str:
+    return os.pathsep.join(
+        [str(venv_bin("analysis", "python").parent), "/usr/local/bin", "/usr/bin", "/bin"]
+    )
+
+
+def configure(c, site: Site, paths: StackPaths, *, with_hooks: bool = True) -> None:
+    """Fill the traitlets config ``c`` for the local stack.
+
+    ``with_hooks=False`` gives the same hub without lakehub's spawn hooks; the
+    benchmarks compare the two side by side.
+    """
+    if site.local is None:
+        raise ValueError("the site file has no 'local' section; the local stack needs one")
+    local = site.local
+    paths.hub.mkdir(parents=True, exist_ok=True)
+
+    c.JupyterHub.ip = "127.0.0.1"
+    c.JupyterHub.port = local.hub_port
+    c.JupyterHub.hub_ip = "127.0.0.1"
+    c.JupyterHub.hub_port = local.hub_api_port
+    c.JupyterHub.db_url = f"sqlite:///{paths.hub / 'jupyterhub.sqlite'}"
+    c.JupyterHub.cookie_secret_file = str(paths.cookie_secret)
+    c.JupyterHub.pid_file = str(paths.hub / "jupyterhub.pid")
+    c.JupyterHub.cleanup_servers = True
+    c.JupyterHub.template_vars = {"announcement_login": f"{site.name}"}
+
+    c.ConfigurableHTTPProxy.command = [str(chp_binary())]
+    c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{local.proxy_api_port}"
+    c.ConfigurableHTTPProxy.pid_file = str(paths.hub / "proxy.pid")
+
+    # Authentication: NativeAuthenticator keeps bcrypt password hashes in the hub's
+    # database; its admin approval is the allow rule, hence allow_all.
+    c.JupyterHub.authenticator_class = "nativeauthenticator.NativeAuthenticator"
+    c.Authenticator.admin_users = set(site.auth.admin_users)
+    c.Authenticator.allow_all = True
+    c.NativeAuthenticator.open_signup = False
+    c.NativeAuthenticator.check_common_password = True
+    c.NativeAuthenticator.minimum_password_length = site.auth.minimum_password_length
+    c.NativeAuthenticator.allowed_failed_logins = 5
+    c.NativeAuthenticator.seconds_before_next_try = 60
+
+    c.JupyterHub.spawner_class = "spawner_hooks.local_spawner.LakehubLocalSpawner"
+    c.LakehubLocalSpawner.home_dir_template = str(paths.homes / "{username}")
+    c.LakehubLocalSpawner.system_users_file = str(paths.system_users)
+    c.Spawner.cmd = [str(venv_bin("analysis", "jupyterhub-singleuser"))]
+    c.Spawner.default_url = "/lab"
+    c.Spawner.environment = {"PATH": single_user_path()}
+    c.Spawner.http_timeout = 90
+    c.Spawner.start_timeout = 180
+    if with_hooks:
+        c.Spawner.pre_spawn_hook = as_hook(make_hooks(site, paths))
+
+    admin_token = paths.admin_token.read_text().strip()
+    c.JupyterHub.services = [
+        {"name": ADMIN_SERVICE, "api_token": admin_token},
+        {
+            "name": ISSUER_SERVICE,
+            "command": [
+                sys.executable,
+                "-m",
+                "hub_services.issuer",
+                "--issuer-url",
+                issuer_url(site),
+                "--key",
+                str(paths.issuer_key),
+            ],
+            "display": False,
+        },
+    ]
+    c.JupyterHub.load_roles = [
+        {"name": "lakehub-admin", "scopes": ADMIN_SCOPES, "services": [ADMIN_SERVICE]},
+    ]
+
+
+def load_from_environment(c) -> None:
+    """Entry point for ``jupyterhub_config.py``: site and state come from the environment."""
+    from hub_config.site import load_site
+
+    site_file = os.environ.get("LAKEHUB_SITE")
+    if not site_file:
+        raise SystemExit("LAKEHUB_SITE is not set; start the hub with `make up`")
+    paths = StackPaths.default()
+    with_hooks = os.environ.get("LAKEHUB_HOOKS", "1") != "0"
+    configure(c, load_site(Path(site_file)), paths, with_hooks=with_hooks)

@@ -1,0 +1,170 @@
+"""Fill the embedded Rucio with the demo data, idempotently.
+
+* a DISK RSE (``LAKEHUB_DEMO``) whose files live under ``<state>/rse/demo`` and are
+  read through Rucio's POSIX protocol, with the ``identity`` lfn2pfn layout
+  (``<prefix>/<scope>/<name>``) so the files sit where a person expects them;
+* the scope (``opendata``) and the dataset (``opendata:demo.GamGam``);
+* the generated ROOT files registered as replicas with size, adler32 and md5.
+
+A second run changes nothing and takes about a second.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from hub_config.site import DemoData, RucioInstance
+from localstack import rucio_server
+from localstack.paths import StackPaths
+
+
+class DemoDataChanged(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class FileFacts:
+    name: str
+    bytes: int
+    adler32: str
+    md5: str
+
+
+def checksums(path: Path) -> FileFacts:
+    adler, md5, size = 1, hashlib.md5(usedforsecurity=False), 0
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            adler = zlib.adler32(chunk, adler)
+            md5.update(chunk)
+            size += len(chunk)
+    return FileFacts(path.name, size, f"{adler & 0xFFFFFFFF:08x}", md5.hexdigest())
+
+
+def admin_client(instance: RucioInstance, paths: StackPaths):
+    from rucio.client import Client
+
+    return Client(
+        rucio_host=instance.rucio_host,
+        auth_host=instance.auth_url,
+        account="root",
+        auth_type="userpass",
+        creds={
+            "username": rucio_server.ROOT_USERNAME,
+            "password": paths.rucio_root_password.read_text().strip(),
+        },
+        vo=instance.vo,
+    )
+
+
+def ensure_rse(client, rse: str, prefix: Path) -> None:
+    from rucio.common.exception import Duplicate, RSENotFound
+
+    try:
+        client.get_rse(rse)
+        return
+    except RSENotFound:
+        pass
+    try:
+        client.add_rse(rse, deterministic=True, rse_type="DISK")
+    except Duplicate:
+        return
+    client.add_rse_attribute(rse, "lfn2pfn_algorithm", "identity")
+    client.add_protocol(
+        rse,
+        {
+            "scheme": "file",
+            "hostname": "localhost",
+            "port": 0,
+            "prefix": str(prefix) + "/",
+            "impl": "rucio.rse.protocols.posix.Default",
+            "domains": {
+                "lan": {"read": 1, "write": 1, "delete": 1},
+                "wan": {
+                    "read": 1,
+                    "write": 1,
+                    "delete": 1,
+                    "third_party_copy_read": 1,
+                    "third_party_copy_write": 1,
+                },
+            },
+        },
+    )
+
+
+def ensure_demo_dataset(
+    instance: RucioInstance, paths: StackPaths, demo: DemoData, progress: bool = True
+) -> list[FileFacts]:
+    """Make the demo dataset exist in Rucio with its files on the demo RSE."""
+    from rucio.common.exception import DataIdentifierAlreadyExists, Duplicate
+
+    from localstack.demo_data import generate_dataset
+
+    prefix = paths.rse / "demo"
+    client = admin_client(instance, paths)
+    ensure_rse(client, demo.rse, prefix)
+    try:
+        client.add_scope("root", demo.scope)
+    except Duplicate:
+        pass
+
+    generated = generate_dataset(
+        paths.demo_staging,
+        n_files=demo.files,
+        n_events=demo.events,
+        seed=demo.seed,
+        progress=progress,
+    )
+    scope_dir = prefix / demo.scope
+    scope_dir.mkdir(parents=True, exist_ok=True)
+    facts = []
+    for src in generated:
+        dest = scope_dir / src.name
+        wanted = checksums(src)
+        if not dest.exists() or checksums(dest) != wanted:
+            tmp = dest.with_name(f".{dest.name}.tmp")
+            shutil.copyfile(src, tmp)
+            tmp.replace(dest)
+        dest.chmod(0o644)
+        facts.append(wanted)
+
+    known = {
+        r["name"]: r
+        for r in client.list_replicas([{"scope": demo.scope, "name": f.name} for f in facts])
+    }
+    changed = [f.name for f in facts if f.name in known and known[f.name]["adler32"] != f.adler32]
+    if changed:
+        raise DemoDataChanged(
+            f"Rucio already holds other versions of {', '.join(changed)} (the demo_data "
+            "settings changed since the first `make up`); run `make clean` to start afresh"
+        )
+    missing = [f for f in facts if demo.rse not in known.get(f.name, {}).get("rses", {})]
+    if missing:
+        client.add_replicas(
+            demo.rse,
+            [
+                {
+                    "scope": demo.scope,
+                    "name": f.name,
+                    "bytes": f.bytes,
+                    "adler32": f.adler32,
+                    "md5": f.md5,
+                }
+                for f in missing
+            ],
+        )
+    try:
+        client.add_dataset(demo.scope, demo.dataset)
+    except DataIdentifierAlreadyExists:
+        pass
+    attached = {d["name"] for d in client.list_content(demo.scope, demo.dataset)}
+    to_attach = [{"scope": demo.scope, "name": f.name} for f in facts if f.name not in attached]
+    if to_attach:
+        client.attach_dids(demo.scope, demo.dataset, to_attach)
+    # world-readable data folder: students' own accounts read it through Rucio's POSIX protocol
+    for folder in (paths.rse, prefix, scope_dir):
+        folder.chmod(0o755)
+    return facts

@@ -1,0 +1,182 @@
+"""The embedded Rucio server: configuration, database, and a gunicorn process.
+
+SQLite with exactly one gunicorn worker and one thread (SQLite locks under concurrent
+writers).  The server lives in its own environment (``venvs/rucio-server``) because the
+server package pins its own dependencies; this module only writes files and starts
+processes, so it runs from the hub/dev environment.
+"""
+
+from __future__ import annotations
+
+import configparser
+import io
+import json
+import os
+import secrets
+import subprocess
+from pathlib import Path
+
+from localstack import procs
+from localstack.paths import StackPaths, venv_bin
+from spawner_hooks.files import atomic_write, write_private
+
+ROOT_USERNAME = "root"
+PROCESS = "rucio"
+
+
+def server_cfg(paths: StackPaths, root_password: str, issuer_url: str) -> str:
+    """The server's rucio.cfg (kept apart from any client config)."""
+    cfg = configparser.ConfigParser(interpolation=None)
+    cfg["common"] = {"logdir": str(paths.logs), "loglevel": "WARNING", "mailtemplatedir": ""}
+    cfg["database"] = {"default": db_url(paths)}
+    cfg["bootstrap"] = {
+        "userpass_identity": ROOT_USERNAME,
+        "userpass_pwd": root_password,
+        "userpass_email": "root@lakehub.invalid",
+    }
+    cfg["alembic"] = {"cfg": str(paths.rucio / "alembic.ini")}
+    cfg["monitor"] = {"enable_metrics": "False"}
+    cfg["oidc"] = {"idpsecrets": str(paths.rucio / "idpsecrets.json")}
+    cfg["policy"] = {"permission": "generic", "schema": "generic"}
+    buf = io.StringIO()
+    cfg.write(buf)
+    return buf.getvalue()
+
+
+def db_url(paths: StackPaths) -> str:
+    return f"sqlite:///{paths.rucio / 'rucio.db'}"
+
+
+def alembic_ini(script_location: Path, db_url: str) -> str:
+    # alembic insists on the logging sections even though Rucio configures logging itself
+    return f"""[alembic]
+script_location = {script_location}
+sqlalchemy.url = {db_url}
+
+[loggers]
+keys = root
+
+[handlers]
+keys = console
+
+[formatters]
+keys = generic
+
+[logger_root]
+level = WARNING
+handlers = console
+
+[handler_console]
+class = StreamHandler
+args = (sys.stderr,)
+level = NOTSET
+formatter = generic
+
+[formatter_generic]
+format = %(levelname)-5.5s [%(name)s] %(message)s
+"""
+
+
+def idpsecrets(issuer_url: str) -> dict:
+    """Tell Rucio to trust JWTs from the hub's issuer (the SCIM part is required)."""
+    return {"lakehub": {"issuer": issuer_url, "client_id": "rucio", "SCIM": {"client_id": "rucio"}}}
+
+
+def _server_env(paths: StackPaths) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RUCIO_")}
+    env["RUCIO_CONFIG"] = str(paths.rucio / "rucio.cfg")
+    env["TMPDIR"] = str(paths.rucio / "tmp")
+    return env
+
+
+def configure(paths: StackPaths, issuer_url: str) -> None:
+    """Write the server's files; keeps an existing root password (idempotent)."""
+    paths.rucio.mkdir(parents=True, exist_ok=True)
+    (paths.rucio / "tmp").mkdir(exist_ok=True)
+    paths.logs.mkdir(parents=True, exist_ok=True)
+    paths.secrets.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if not paths.rucio_root_password.exists():
+        write_private(paths.rucio_root_password, secrets.token_urlsafe(24))
+    password = paths.rucio_root_password.read_text().strip()
+    site_packages = subprocess.run(
+        [
+            str(venv_bin("rucio-server", "python")),
+            "-c",
+            "import rucio, os; print(os.path.dirname(rucio.__file__))",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    write_private(paths.rucio / "rucio.cfg", server_cfg(paths, password, issuer_url))
+    atomic_write(
+        paths.rucio / "alembic.ini",
+        alembic_ini(Path(site_packages) / "db/sqla/migrate_repo", db_url(paths)),
+    )
+    atomic_write(paths.rucio / "idpsecrets.json", json.dumps(idpsecrets(issuer_url), indent=2))
+
+
+_INIT_DB = """
+from rucio.db.sqla.util import build_database, create_base_vo, create_root_account
+build_database()
+create_base_vo()
+create_root_account()
+"""
+
+
+def init_database(paths: StackPaths) -> bool:
+    """Create the schema and the root account once; True if it was created now."""
+    marker = paths.rucio / "db-initialised"
+    if marker.exists():
+        return False
+    db = paths.rucio / "rucio.db"
+    db.unlink(missing_ok=True)  # a half-made database from an interrupted run
+    result = subprocess.run(
+        [str(venv_bin("rucio-server", "python")), "-c", _INIT_DB],
+        env=_server_env(paths),
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        raise procs.StartError(f"creating the Rucio database failed:\n{result.stderr[-2000:]}")
+    marker.write_text("ok\n")
+    return True
+
+
+def start(paths: StackPaths, port: int) -> int:
+    """Start gunicorn (1 worker, 1 thread) on 127.0.0.1:port and wait for /ping."""
+    pid = procs.running(PROCESS, paths.run)
+    url = f"http://127.0.0.1:{port}"
+    if pid is None:
+        log_path = paths.logs / "rucio.log"
+        pid = procs.start(
+            PROCESS,
+            [
+                str(venv_bin("rucio-server", "gunicorn")),
+                "--no-control-socket",
+                "--workers",
+                "1",
+                "--threads",
+                "1",
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--timeout",
+                "120",
+                "rucio.web.rest.flaskapi.v1.main:application",
+            ],
+            run_dir=paths.run,
+            log_path=log_path,
+            env=_server_env(paths),
+        )
+        procs.wait_until(
+            procs.http_ok(f"{url}/ping", lambda r: r.status_code == 200),
+            timeout=90,
+            what=f"the Rucio server on {url}",
+            alive=lambda: procs.running(PROCESS, paths.run) is not None,
+            log_path=log_path,
+        )
+    return pid
+
+
+def stop(paths: StackPaths) -> bool:
+    return procs.stop(PROCESS, paths.run)
