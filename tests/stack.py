@@ -1,0 +1,204 @@
+"""Test harness: the real embedded stack on free loopback ports, and code in a kernel.
+
+The stack is started with the same functions `make up` uses (localstack.stack), in a
+temporary state folder, and stopped by PID at the end, also when a test fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import socket
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from tornado.httpclient import HTTPClientError, HTTPRequest
+from tornado.websocket import websocket_connect
+
+from hub_config.site import Site, load_site
+from localstack import procs, rucio_server, stack
+from localstack.hubclient import HubAdmin
+from localstack.paths import REPO, StackPaths
+
+
+def free_ports(n: int) -> list[int]:
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def write_site(folder: Path, *, events: int = 5000, **local_overrides) -> Path:
+    """A site file like examples/site.local.yaml, on free ports and with small demo data."""
+    data = yaml.safe_load((REPO / "examples" / "site.local.yaml").read_text())
+    hub, api, proxy, issuer, rucio = free_ports(5)
+    data["rucio"]["instances"][0]["rucio_host"] = f"http://127.0.0.1:{rucio}"
+    data["notebooks"]["source"] = str(REPO / "notebooks")
+    data["local"].update(
+        hub_port=hub, hub_api_port=api, proxy_api_port=proxy, issuer_port=issuer, **local_overrides
+    )
+    data["local"]["demo_data"]["events"] = events
+    path = folder / "site.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@dataclass
+class Stack:
+    site_file: Path
+    site: Site
+    paths: StackPaths
+
+    @property
+    def url(self) -> str:
+        assert self.site.local is not None
+        return f"http://127.0.0.1:{self.site.local.hub_port}"
+
+    @property
+    def admin(self) -> HubAdmin:
+        return HubAdmin(self.url, self.paths.admin_token.read_text().strip())
+
+    @property
+    def admin_token(self) -> str:
+        return self.paths.admin_token.read_text().strip()
+
+    def home(self, username: str) -> Path:
+        return self.paths.homes / username
+
+    def start_rucio(self) -> None:
+        from hub_config.local import issuer_url
+
+        stack.start_rucio(self.site, self.paths, issuer_url(self.site))
+
+    def stop_rucio(self) -> None:
+        rucio_server.stop(self.paths)
+
+    def secrets_on_disk(self) -> list[str]:
+        """Every password and private key the stack holds (for leak checks)."""
+        found = [self.paths.rucio_root_password.read_text().strip(), self.admin_token]
+        if self.paths.demo_logins.exists():
+            found += [ln.split(":", 1)[1] for ln in self.paths.demo_logins.read_text().split()]
+        key = json.loads(self.paths.issuer_key.read_text())
+        found += [key[k] for k in ("d", "p", "q")]
+        return found
+
+
+def start_stack(state: Path, site_file: Path, *, with_hooks: bool = True) -> Stack:
+    paths = StackPaths(state)
+    site = load_site(site_file)
+    os.environ["TMPDIR"] = str(state / "tmp")  # rucio-clients keeps its token cache there
+    (state / "tmp").mkdir(parents=True, exist_ok=True)
+    stack.prepare_secrets(paths)
+    s = Stack(site_file, site, paths)
+    s.start_rucio()
+    stack.load_demo_data(site, paths, progress=False)
+    stack.start_hub(site_file, paths, site, with_hooks=with_hooks)
+    return s
+
+
+def stop_stack(state: Path) -> None:
+    """Stop every process by PID, remove the system accounts made for test users."""
+    paths = StackPaths(state)
+    stack.down(paths)
+    stack.remove_system_users(paths)
+    shutil.rmtree(paths.state, ignore_errors=True)
+
+
+def unique_user(prefix: str = "u") -> str:
+    return f"{prefix}{uuid.uuid4().hex[:8]}"
+
+
+async def run_in_kernel(
+    base_url: str, username: str, token: str, code: str, limit_s: float = 120
+) -> str:
+    """Execute ``code`` in a new kernel of ``username``'s server; return its stdout.
+
+    Talks to the single-user server through the proxy with the Jupyter server REST API
+    and the kernel's websocket, as JupyterLab does.  Raises on an error in the code.
+    """
+    from tornado.httpclient import AsyncHTTPClient
+
+    headers = {"Authorization": f"token {token}"}
+    server = f"{base_url}/user/{username}"
+    http = AsyncHTTPClient()
+    resp = await http.fetch(
+        f"{server}/api/kernels", method="POST", body="{}", headers=headers, request_timeout=60
+    )
+    kernel_id = json.loads(resp.body)["id"]
+    ws_url = server.replace("http://", "ws://") + f"/api/kernels/{kernel_id}/channels"
+    try:
+        conn = await websocket_connect(HTTPRequest(ws_url, headers=headers))
+        msg_id = uuid.uuid4().hex
+        await conn.write_message(
+            json.dumps(
+                {
+                    "header": {
+                        "msg_id": msg_id,
+                        "username": username,
+                        "session": uuid.uuid4().hex,
+                        "msg_type": "execute_request",
+                        "version": "5.3",
+                    },
+                    "parent_header": {},
+                    "metadata": {},
+                    "channel": "shell",
+                    "content": {
+                        "code": code,
+                        "silent": False,
+                        "store_history": False,
+                        "user_expressions": {},
+                        "allow_stdin": False,
+                        "stop_on_error": True,
+                    },
+                }
+            )
+        )
+        out: list[str] = []
+        error = None
+
+        async def collect() -> None:
+            nonlocal error
+            while True:
+                raw = await conn.read_message()
+                if raw is None:
+                    raise RuntimeError("kernel websocket closed")
+                msg = json.loads(raw)
+                if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                    continue
+                kind = msg["header"]["msg_type"]
+                if kind == "stream" and msg["content"]["name"] == "stdout":
+                    out.append(msg["content"]["text"])
+                elif kind == "error":
+                    error = "\n".join(msg["content"]["traceback"])
+                elif kind == "status" and msg["content"]["execution_state"] == "idle":
+                    return
+
+        await asyncio.wait_for(collect(), limit_s)
+        conn.close()
+        if error:
+            raise AssertionError(f"code failed in {username}'s kernel:\n{error}")
+        return "".join(out)
+    finally:
+        try:
+            await http.fetch(
+                f"{server}/api/kernels/{kernel_id}",
+                method="DELETE",
+                headers=headers,
+                request_timeout=30,
+            )
+        except HTTPClientError:
+            pass
+
+
+def is_running(s: Stack, name: str) -> bool:
+    return procs.running(name, s.paths.run) is not None
