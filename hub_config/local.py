@@ -71,11 +71,14 @@ def single_user_path() -> str:
     )
 
 
-def configure(c, site: Site, paths: StackPaths, *, with_hooks: bool = True) -> None:
+def configure(
+    c, site: Site, paths: StackPaths, *, with_hooks: bool = True, mock_servers: bool = False
+) -> None:
     """Fill the traitlets config ``c`` for the local stack.
 
-    ``with_hooks=False`` gives the same hub without lakehub's spawn hooks; the
-    benchmarks compare the two side by side.
+    ``with_hooks=False`` gives the same hub without lakehub's spawn hooks and
+    ``mock_servers=True`` replaces JupyterLab by JupyterHub's tiny test server
+    (``jupyterhub.tests.mocksu``); the benchmarks use both to measure the hooks alone.
     """
     if site.local is None:
         raise ValueError("the site file has no 'local' section; the local stack needs one")
@@ -110,7 +113,10 @@ def configure(c, site: Site, paths: StackPaths, *, with_hooks: bool = True) -> N
     c.JupyterHub.spawner_class = "spawner_hooks.local_spawner.LakehubLocalSpawner"
     c.LakehubLocalSpawner.home_dir_template = str(paths.homes / "{username}")
     c.LakehubLocalSpawner.system_users_file = str(paths.system_users)
-    c.Spawner.cmd = [str(venv_bin("analysis", "jupyterhub-singleuser"))]
+    if mock_servers:
+        c.Spawner.cmd = [str(venv_bin("analysis", "python")), "-m", "jupyterhub.tests.mocksu"]
+    else:
+        c.Spawner.cmd = [str(venv_bin("analysis", "jupyterhub-singleuser"))]
     c.Spawner.default_url = "/lab"
     c.Spawner.environment = {"PATH": single_user_path()}
     c.Spawner.http_timeout = 90
@@ -148,5 +154,10 @@ def load_from_environment(c) -> None:
     if not site_file:
         raise SystemExit("LAKEHUB_SITE is not set; start the hub with `make up`")
     paths = StackPaths.default()
-    with_hooks = os.environ.get("LAKEHUB_HOOKS", "1") != "0"
-    configure(c, load_site(Path(site_file)), paths, with_hooks=with_hooks)
+    configure(
+        c,
+        load_site(Path(site_file)),
+        paths,
+        with_hooks=os.environ.get("LAKEHUB_HOOKS", "1") != "0",
+        mock_servers=os.environ.get("LAKEHUB_MOCK_SERVERS", "0") == "1",
+    )

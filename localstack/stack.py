@@ -45,12 +45,15 @@ def prepare_secrets(paths: StackPaths) -> None:
         write_private(paths.admin_token, secrets.token_hex(32))
 
 
-def hub_env(site_file: Path, paths: StackPaths, *, with_hooks: bool = True) -> dict[str, str]:
+def hub_env(
+    site_file: Path, paths: StackPaths, *, with_hooks: bool = True, mock_servers: bool = False
+) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RUCIO_", "JUPYTER"))}
     env.update(
         LAKEHUB_SITE=str(site_file),
         LAKEHUB_STATE=str(paths.state),
         LAKEHUB_HOOKS="1" if with_hooks else "0",
+        LAKEHUB_MOCK_SERVERS="1" if mock_servers else "0",
         PYTHONPATH=str(REPO),
         TMPDIR=str(paths.hub / "tmp"),
     )
@@ -83,7 +86,14 @@ def load_demo_data(site: Site, paths: StackPaths, progress: bool = True) -> None
     say(f"demo dataset ready: {len(facts)} files, {total / 1e6:.1f} MB")
 
 
-def start_hub(site_file: Path, paths: StackPaths, site: Site, *, with_hooks: bool = True) -> int:
+def start_hub(
+    site_file: Path,
+    paths: StackPaths,
+    site: Site,
+    *,
+    with_hooks: bool = True,
+    mock_servers: bool = False,
+) -> int:
     assert site.local is not None
     if not chp_binary().exists():
         raise procs.StartError(
@@ -107,7 +117,7 @@ def start_hub(site_file: Path, paths: StackPaths, site: Site, *, with_hooks: boo
         ],
         run_dir=paths.run,
         log_path=log_path,
-        env=hub_env(site_file, paths, with_hooks=with_hooks),
+        env=hub_env(site_file, paths, with_hooks=with_hooks, mock_servers=mock_servers),
         cwd=paths.hub,
     )
     procs.wait_until(

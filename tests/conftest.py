@@ -1,19 +1,8 @@
 from __future__ import annotations
 
-import os
-import tempfile
-from pathlib import Path
-
 import pytest
 
-from tests.stack import start_stack, stop_stack, write_site
-
-
-def stack_folder() -> Path:
-    """A fresh folder the per-user system accounts can traverse (pytest's tmp is 0700)."""
-    folder = Path(tempfile.mkdtemp(prefix="lakehub-test-"))
-    os.chmod(folder, 0o755)  # noqa: S103  homes inside are 0700
-    return folder
+from localstack.harness import stack_folder, start_stack, stop_stack, write_site
 
 
 @pytest.fixture(scope="session")

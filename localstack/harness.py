@@ -1,4 +1,5 @@
-"""Test harness: the real embedded stack on free loopback ports, and code in a kernel.
+"""Harness for tests and benchmarks: the real embedded stack on free loopback ports,
+and code run inside a user's kernel.
 
 The stack is started with the same functions `make up` uses (localstack.stack), in a
 temporary state folder, and stopped by PID at the end, also when a test fails.
@@ -11,6 +12,7 @@ import json
 import os
 import shutil
 import socket
+import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +38,13 @@ def free_ports(n: int) -> list[int]:
     finally:
         for s in socks:
             s.close()
+
+
+def stack_folder() -> Path:
+    """A fresh folder the per-user system accounts can traverse (pytest's tmp is 0700)."""
+    folder = Path(tempfile.mkdtemp(prefix="lakehub-test-"))
+    os.chmod(folder, 0o755)  # noqa: S103  homes inside are 0700
+    return folder
 
 
 def write_site(folder: Path, *, events: int = 5000, **local_overrides) -> Path:
@@ -93,16 +102,24 @@ class Stack:
         return found
 
 
-def start_stack(state: Path, site_file: Path, *, with_hooks: bool = True) -> Stack:
+def start_stack(
+    state: Path,
+    site_file: Path,
+    *,
+    with_hooks: bool = True,
+    mock_servers: bool = False,
+    with_rucio: bool = True,
+) -> Stack:
     paths = StackPaths(state)
     site = load_site(site_file)
     os.environ["TMPDIR"] = str(state / "tmp")  # rucio-clients keeps its token cache there
     (state / "tmp").mkdir(parents=True, exist_ok=True)
     stack.prepare_secrets(paths)
     s = Stack(site_file, site, paths)
-    s.start_rucio()
-    stack.load_demo_data(site, paths, progress=False)
-    stack.start_hub(site_file, paths, site, with_hooks=with_hooks)
+    if with_rucio:
+        s.start_rucio()
+        stack.load_demo_data(site, paths, progress=False)
+    stack.start_hub(site_file, paths, site, with_hooks=with_hooks, mock_servers=mock_servers)
     return s
 
 
