@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
@@ -21,6 +21,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    Strict,
     ValidationError,
     field_validator,
     model_validator,
@@ -50,6 +51,10 @@ def _http_url(value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"expected an http:// or https:// URL with a host, got {value!r}")
+    try:
+        parts.port  # noqa: B018  (urllib checks the port only when it is read)
+    except ValueError:
+        raise ValueError(f"the port in {value!r} is not a number from 0 to 65535") from None
     return value.rstrip("/")
 
 
@@ -69,8 +74,8 @@ Identifier = Annotated[str, AfterValidator(_identifier)]
 
 
 def _relative_folder(value: str) -> str:
-    path = Path(value)
-    if path.is_absolute() or ".." in path.parts or value.strip() in ("", "."):
+    path = PurePosixPath(value.strip())
+    if path.is_absolute() or ".." in path.parts or not path.parts or path.parts == (".",):
         raise ValueError(
             f"expected a folder inside the user's home (relative, no '..'), got {value!r}"
         )
@@ -94,9 +99,9 @@ class AccountMapping(_Model):
     @field_validator("prefix")
     @classmethod
     def _prefix_is_rucio_safe(cls, value: str) -> str:
-        if value and (not RUCIO_ACCOUNT_PATTERN.match(value) or len(value) > 8):
+        if value and (not RUCIO_ACCOUNT_PATTERN.match(value) or len(value) > 8 or "--" in value):
             raise ValueError(
-                f"expected at most 8 characters from a-z, 0-9, '-', '_', got {value!r}"
+                f"expected at most 8 characters from a-z, 0-9, '-', '_' without '--', got {value!r}"
             )
         return value
 
@@ -195,7 +200,7 @@ def _port(value: int) -> int:
     return value
 
 
-Port = Annotated[int, AfterValidator(_port)]
+Port = Annotated[int, Strict(), AfterValidator(_port)]
 
 
 class Local(_Model):
@@ -215,7 +220,8 @@ class Local(_Model):
         ports = [self.hub_port, self.hub_api_port, self.proxy_api_port, self.issuer_port]
         if len(set(ports)) != len(ports):
             raise ValueError(
-                f"hub_port, hub_api_port, proxy_api_port, issuer_port must differ, got {ports}"
+                "local: hub_port, hub_api_port, proxy_api_port, issuer_port must differ,"
+                f" got {ports}"
             )
         return self
 
@@ -233,20 +239,26 @@ class Site(_Model):
     def _embedded_rucio_is_loopback(self) -> Site:
         if self.local is None or not self.local.embedded_rucio:
             return self
+        where = f"rucio.instances[{self.rucio.instances.index(self.rucio.default)}].rucio_host"
         url = urlsplit(self.rucio.default.rucio_host)
         if url.scheme != "http" or url.port is None or not _is_loopback(url.hostname or ""):
             raise ValueError(
-                "local.embedded_rucio needs the default Rucio instance's rucio_host to be "
-                f"http://127.0.0.1:<port>, got {self.rucio.default.rucio_host!r}"
+                f"{where}: local.embedded_rucio needs http://127.0.0.1:<port>,"
+                f" got {self.rucio.default.rucio_host!r}"
             )
+        if url.port < 1024:
+            raise ValueError(f"{where}: the embedded Rucio needs a port from 1024, got {url.port}")
         used = {
-            self.local.hub_port,
-            self.local.hub_api_port,
-            self.local.proxy_api_port,
-            self.local.issuer_port,
+            "local.hub_port": self.local.hub_port,
+            "local.hub_api_port": self.local.hub_api_port,
+            "local.proxy_api_port": self.local.proxy_api_port,
+            "local.issuer_port": self.local.issuer_port,
         }
-        if url.port in used:
-            raise ValueError(f"the embedded Rucio port {url.port} clashes with a local.* port")
+        clash = [name for name, port in used.items() if port == url.port]
+        if clash:
+            raise ValueError(
+                f"{where}: the embedded Rucio port {url.port} clashes with {clash[0]}; pick another"
+            )
         return self
 
     @property
@@ -277,6 +289,9 @@ def _location(loc: tuple) -> str:
     return "".join(parts) or "(top level)"
 
 
+_PATH_PREFIX = re.compile(r"^[a-z_]+(\[\d+\])?(\.[a-z_]+(\[\d+\])?)*: ")
+
+
 def _describe(error: dict) -> str:
     where = _location(error["loc"])
     kind = error["type"]
@@ -285,6 +300,8 @@ def _describe(error: dict) -> str:
     if kind == "extra_forbidden":
         return f"{where}: unknown field (check the spelling; see examples/site.local.yaml)"
     message = error["msg"].removeprefix("Value error, ")
+    if _PATH_PREFIX.match(message):  # a model-level check that names its own field
+        return message
     if kind in ("literal_error", "union_tag_invalid"):
         return f"{where}: {message}"
     received = error.get("input")

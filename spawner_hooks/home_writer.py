@@ -43,7 +43,7 @@ def apply(bundle: dict) -> dict:
 def main() -> int:
     try:
         report = apply(json.load(sys.stdin))
-    except (OSError, ValueError, KeyError) as exc:
+    except Exception as exc:  # reported to the hub as one line, never as a traceback
         print(json.dumps({"error": f"{type(exc).__name__}: {exc}"}))
         return 1
     print(json.dumps(report))

@@ -168,7 +168,11 @@ class LakehubHooks:
     async def pre_spawn(self, spawner) -> None:
         paths = self.delivery.paths(spawner)
         bundle = await self.build(spawner, paths)
-        await self.delivery.deliver(spawner, bundle)
+        try:
+            await self.delivery.deliver(spawner, bundle)
+        except DeliveryFailed as exc:
+            # the server still starts; without its files it simply has no Rucio access
+            log.error("lakehub: %s", exc)
         # a fresh dict: never mutate a dict that may be shared through config
         spawner.environment = {**spawner.environment, **bundle.env}
 

@@ -72,10 +72,25 @@ def scan(folder: Path) -> dict[str, str]:
     return found
 
 
+def read_manifest(path: Path) -> dict[str, str]:
+    """The manifest, or {} when it is missing or damaged (it sits in the student's home).
+
+    Forgetting the manifest is safe: without it nothing is ever overwritten, only files
+    missing from the home are copied again.
+    """
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, str)}
+
+
 def sync(source: Path, target: Path, manifest_path: Path) -> dict[str, Action]:
     """Apply :func:`plan`; returns what was done.  Blocking: call via ``to_thread``."""
     src = scan(source)
-    delivered = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+    delivered = read_manifest(manifest_path)
     home = {rel: _sha256(target / rel) for rel in src if (target / rel).is_file()}
     actions = plan(src, home, delivered)
     for rel, action in actions.items():
