@@ -8,18 +8,23 @@ the users' homes instead of Kubernetes Secrets.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
 
 from hub_config.site import Site
 from localstack.paths import StackPaths, chp_binary, venv_bin
+from spawner_hooks.files import write_private
 from spawner_hooks.hooks import HomeDelivery, LakehubHooks
 from spawner_hooks.rucio import AdminCredentials
+from spawner_hooks.session import ReplicaMode
 from spawner_hooks.tokens import Issuer, load_signing_key
 
 ADMIN_SERVICE = "lakehub-admin"
 ISSUER_SERVICE = "lakehub-issuer"
+CACHE_SERVICE = "lakehub-cache"
+CACHE_ACCESS = f"access:services!service={CACHE_SERVICE}"
 
 # What `make up`, `make test` and the benchmarks may do through the admin service token.
 ADMIN_SCOPES = [
@@ -31,12 +36,51 @@ ADMIN_SCOPES = [
     "read:servers",
     "tokens",
     "read:hub",
+    CACHE_ACCESS,
 ]
+# What a session's $JUPYTERHUB_API_TOKEN may do: JupyterHub's defaults plus the cache.
+SERVER_TOKEN_SCOPES = ["users:activity!user", "access:servers!server", CACHE_ACCESS]
 
 
 def issuer_url(site: Site) -> str:
     assert site.local is not None
     return f"http://127.0.0.1:{site.local.issuer_port}"
+
+
+def cache_root(site: Site, paths: StackPaths) -> Path:
+    return site.cache.path or paths.cache
+
+
+def cache_url(site: Site) -> str:
+    assert site.local is not None
+    return f"http://127.0.0.1:{site.local.cache_port}"
+
+
+def cache_service_config(site: Site, paths: StackPaths) -> dict:
+    """What hub_services.cache.app reads at start (written 0600: it names secret files)."""
+    assert site.local is not None
+    default = site.rucio.default
+    rate = site.cache.transfer_rate_limit_mbps
+    return {
+        "port": site.local.cache_port,
+        "root": str(cache_root(site, paths)),
+        "index": str(paths.cache_service / "index.json"),
+        "quota_bytes": int(site.cache.quota_gb * 1e9),
+        "pinned": list(site.cache.pinned),
+        "rate_bps": rate * 1e6 / 8 if rate else None,
+        "max_parallel": site.cache.max_parallel_transfers,
+        "rule_poll_seconds": site.cache.rule_poll_seconds,
+        "rucio": {
+            "rucio_host": default.rucio_host,
+            "auth_host": default.auth_url,
+            "vo": default.vo,
+            "account": default.admin_account,
+            "username": "root",
+            "password_file": str(paths.rucio_root_password),
+            "cache_rse": site.cache.rse,
+            "ca_cert": str(default.ca_cert) if default.ca_cert else None,
+        },
+    }
 
 
 def make_hooks(site: Site, paths: StackPaths) -> LakehubHooks:
@@ -52,7 +96,16 @@ def make_hooks(site: Site, paths: StackPaths) -> LakehubHooks:
         password_file=paths.rucio_root_password,
     )
     delivery = HomeDelivery(site.notebooks.source, site.notebooks.target)
-    return LakehubHooks(site, issuer, admin, delivery)
+    root = str(cache_root(site, paths))
+    return LakehubHooks(
+        site,
+        issuer,
+        admin,
+        delivery,
+        cache=ReplicaMode(rse=site.cache.rse, mount_path=root, pfn_prefix=root),
+        cache_url=cache_url(site),
+        cache_quota_bytes=int(site.cache.quota_gb * 1e9),
+    )
 
 
 def as_hook(hooks: LakehubHooks):
@@ -119,12 +172,15 @@ def configure(
         c.Spawner.cmd = [str(venv_bin("analysis", "jupyterhub-singleuser"))]
     c.Spawner.default_url = "/lab"
     c.Spawner.environment = {"PATH": single_user_path()}
+    c.Spawner.server_token_scopes = SERVER_TOKEN_SCOPES
     c.Spawner.http_timeout = 90
     c.Spawner.start_timeout = 180
     if with_hooks:
         c.Spawner.pre_spawn_hook = as_hook(make_hooks(site, paths))
 
     admin_token = paths.admin_token.read_text().strip()
+    config = paths.cache_service / "config.json"
+    write_private(config, json.dumps(cache_service_config(site, paths), indent=2))
     c.JupyterHub.services = [
         {"name": ADMIN_SERVICE, "api_token": admin_token},
         {
@@ -140,9 +196,16 @@ def configure(
             ],
             "display": False,
         },
+        {
+            "name": CACHE_SERVICE,
+            "url": cache_url(site),
+            "command": [sys.executable, "-m", "hub_services.cache.app", "--config", str(config)],
+            "display": False,
+        },
     ]
     c.JupyterHub.load_roles = [
         {"name": "lakehub-admin", "scopes": ADMIN_SCOPES, "services": [ADMIN_SERVICE]},
+        {"name": "user", "scopes": ["self", CACHE_ACCESS]},
     ]
 
 

@@ -175,9 +175,25 @@ class NativeAuth(_Model):
 
 
 class Cache(_Model):
+    """The shared, read-only dataset cache (hub_services.cache)."""
+
     path: Path | None = Field(
-        None, description="folder of the shared dataset cache; local default $LAKEHUB_HOME/cache"
+        None, description="folder of the shared dataset cache; local default <state>/cache"
     )
+    rse: str = Field("LAKEHUB_CACHE", pattern=r"^[A-Z0-9_-]{1,60}$")
+    quota_gb: float = Field(20.0, gt=0)
+    pinned: list[str] = Field(default_factory=list, description="DIDs never evicted")
+    transfer_rate_limit_mbps: float | None = Field(None, gt=0)
+    max_parallel_transfers: int = Field(4, ge=1, le=15)
+    rule_poll_seconds: float = Field(10.0, ge=1, le=3600)
+
+    @field_validator("pinned")
+    @classmethod
+    def _dids(cls, value: list[str]) -> list[str]:
+        bad = [v for v in value if not re.match(r"^[A-Za-z0-9_.-]{1,25}:[A-Za-z0-9_.+-]+$", v)]
+        if bad:
+            raise ValueError(f"expected DIDs like 'scope:name', got {bad}")
+        return value
 
 
 class Notebooks(_Model):
@@ -210,6 +226,7 @@ class Local(_Model):
     hub_api_port: Port = 8081
     proxy_api_port: Port = 8001
     issuer_port: Port = 8009
+    cache_port: Port = 8012
     embedded_rucio: bool = Field(
         True, description="start a Rucio server at the default instance's rucio_host"
     )
@@ -217,11 +234,17 @@ class Local(_Model):
 
     @model_validator(mode="after")
     def _ports_distinct(self) -> Local:
-        ports = [self.hub_port, self.hub_api_port, self.proxy_api_port, self.issuer_port]
+        ports = [
+            self.hub_port,
+            self.hub_api_port,
+            self.proxy_api_port,
+            self.issuer_port,
+            self.cache_port,
+        ]
         if len(set(ports)) != len(ports):
             raise ValueError(
-                "local: hub_port, hub_api_port, proxy_api_port, issuer_port must differ,"
-                f" got {ports}"
+                "local: hub_port, hub_api_port, proxy_api_port, issuer_port, cache_port must"
+                f" differ, got {ports}"
             )
         return self
 
@@ -253,6 +276,7 @@ class Site(_Model):
             "local.hub_api_port": self.local.hub_api_port,
             "local.proxy_api_port": self.local.proxy_api_port,
             "local.issuer_port": self.local.issuer_port,
+            "local.cache_port": self.local.cache_port,
         }
         clash = [name for name, port in used.items() if port == url.port]
         if clash:

@@ -95,6 +95,13 @@ def ensure_rse(client, rse: str, prefix: Path) -> None:
     )
 
 
+def ensure_cache_rse(instance: RucioInstance, paths: StackPaths, rse: str, root: Path) -> None:
+    """The RSE of the shared cache: its files are the cache folder's (written by the
+    cache service only, read by everybody)."""
+    root.mkdir(parents=True, exist_ok=True)
+    ensure_rse(admin_client(instance, paths), rse, root)
+
+
 def ensure_demo_dataset(
     instance: RucioInstance, paths: StackPaths, demo: DemoData, progress: bool = True
 ) -> list[FileFacts]:

@@ -13,6 +13,7 @@ import os
 import shutil
 import socket
 import tempfile
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,16 +48,24 @@ def stack_folder() -> Path:
     return folder
 
 
-def write_site(folder: Path, *, events: int = 5000, **local_overrides) -> Path:
+def write_site(
+    folder: Path, *, events: int = 5000, cache: dict | None = None, **local_overrides
+) -> Path:
     """A site file like examples/site.local.yaml, on free ports and with small demo data."""
     data = yaml.safe_load((REPO / "examples" / "site.local.yaml").read_text())
-    hub, api, proxy, issuer, rucio = free_ports(5)
+    hub, api, proxy, issuer, cache_port, rucio = free_ports(6)
     data["rucio"]["instances"][0]["rucio_host"] = f"http://127.0.0.1:{rucio}"
     data["notebooks"]["source"] = str(REPO / "notebooks")
     data["local"].update(
-        hub_port=hub, hub_api_port=api, proxy_api_port=proxy, issuer_port=issuer, **local_overrides
+        hub_port=hub,
+        hub_api_port=api,
+        proxy_api_port=proxy,
+        issuer_port=issuer,
+        cache_port=cache_port,
+        **local_overrides,
     )
     data["local"]["demo_data"]["events"] = events
+    data.setdefault("cache", {}).update(rule_poll_seconds=1, **(cache or {}))
     path = folder / "site.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
@@ -215,6 +224,84 @@ async def run_in_kernel(
             )
         except HTTPClientError:
             pass
+
+
+def user_tokens(s: Stack, username: str, scopes: list[str] | None = None) -> tuple[str, str]:
+    """A hub user with a JupyterHub API token (cache access by default) and a Rucio JWT.
+
+    Does for ``username`` what the spawn hook does (Rucio account bound to the hub
+    identity, token signed by the hub's issuer) without starting a JupyterLab: tests of
+    many concurrent users need the identities, not 20 servers on 2 cores.
+    """
+    from hub_config.local import CACHE_ACCESS, issuer_url
+    from spawner_hooks.names import rucio_account
+    from spawner_hooks.rucio import AdminCredentials, RucioAccounts
+    from spawner_hooks.tokens import Issuer, load_signing_key, oidc_identity
+
+    s.admin.ensure_user(username)
+    r = s.admin.api(
+        "POST",
+        f"/users/{username}/tokens",
+        json={"scopes": scopes if scopes is not None else [CACHE_ACCESS], "note": "test"},
+    )
+    r.raise_for_status()
+    hub_token = r.json()["token"]
+    url = issuer_url(s.site)
+    accounts = RucioAccounts(
+        s.site.rucio.default,
+        AdminCredentials("root", "root", s.paths.rucio_root_password),
+        url,
+    )
+    try:
+        asyncio.run(
+            accounts.ensure_account(
+                rucio_account(username), oidc_identity(username, url), "t@lakehub.invalid"
+            )
+        )
+    finally:
+        accounts.close()
+    issuer = Issuer(url, load_signing_key(s.paths.issuer_key), s.site.tokens.lifetime_seconds)
+    return hub_token, issuer.mint(username, int(time.time()))
+
+
+def make_dataset(s: Stack, name: str, files: dict[str, bytes], *, lie_about=()) -> str:
+    """Register a dataset of ``files`` on the demo RSE; return its DID.
+
+    ``lie_about`` names files registered with a wrong adler32, as a corrupt replica
+    would look.
+    """
+    from localstack.bootstrap import admin_client, checksums
+
+    assert s.site.local is not None
+    demo = s.site.local.demo_data
+    folder = s.paths.rse / "demo" / demo.scope
+    client = admin_client(s.site.rucio.default, s.paths)
+    replicas = []
+    for fname, data in files.items():
+        path = folder / fname
+        path.write_bytes(data)
+        facts = checksums(path)
+        adler = facts.adler32 if fname not in lie_about else f"{int(facts.adler32, 16) ^ 1:08x}"
+        replicas.append(
+            {"scope": demo.scope, "name": fname, "bytes": facts.bytes, "adler32": adler}
+        )
+    client.add_replicas(demo.rse, replicas)
+    client.add_dataset(demo.scope, name)
+    client.attach_dids(demo.scope, name, [{"scope": demo.scope, "name": f} for f in files])
+    return f"{demo.scope}:{name}"
+
+
+def cache_stats(s: Stack) -> dict:
+    import httpx
+
+    assert s.site.local is not None
+    r = httpx.get(
+        f"http://127.0.0.1:{s.site.local.cache_port}/api/stats",
+        headers={"Authorization": f"token {s.admin_token}"},
+        timeout=30,
+    )
+    r.raise_for_status()
+    return r.json()
 
 
 def is_running(s: Stack, name: str) -> bool:

@@ -48,6 +48,14 @@ class StackPaths:
         return self.secrets / "demo-logins.txt"
 
     @property
+    def cache(self) -> Path:
+        return self.state / "cache"
+
+    @property
+    def cache_service(self) -> Path:
+        return self.state / "cache-service"
+
+    @property
     def rucio(self) -> Path:
         return self.state / "rucio"
 

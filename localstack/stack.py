@@ -84,6 +84,10 @@ def load_demo_data(site: Site, paths: StackPaths, progress: bool = True) -> None
     facts = ensure_demo_dataset(site.rucio.default, paths, demo, progress=progress)
     total = sum(f.bytes for f in facts)
     say(f"demo dataset ready: {len(facts)} files, {total / 1e6:.1f} MB")
+    from hub_config.local import cache_root
+    from localstack.bootstrap import ensure_cache_rse
+
+    ensure_cache_rse(site.rucio.default, paths, site.cache.rse, cache_root(site, paths))
 
 
 def start_hub(

@@ -116,12 +116,26 @@ class LakehubHooks:
         admin: AdminCredentials,
         delivery: HomeDelivery,
         clock=time.time,
+        cache: session.ReplicaMode | None = None,
+        cache_url: str | None = None,
+        cache_quota_bytes: int = 0,
     ):
         self.site = site
         self.issuer = issuer
         self.delivery = delivery
         self.clock = clock
-        self.accounts = {i.name: RucioAccounts(i, admin, issuer.url) for i in site.rucio.instances}
+        self.cache = cache
+        self.cache_url = cache_url
+        default = site.rucio.default.name
+        self.accounts = {
+            i.name: RucioAccounts(
+                i,
+                admin,
+                issuer.url,
+                (cache.rse, cache_quota_bytes) if cache and i.name == default else None,
+            )
+            for i in site.rucio.instances
+        }
 
     async def build(self, spawner, paths: session.SessionPaths) -> SessionBundle:
         username = spawner.user.name
@@ -151,7 +165,7 @@ class LakehubHooks:
             paths.rucio_cfg: session.rucio_cfg(default, account),
             paths.jupyter_server_config: _json(
                 session.rucio_jupyterlab_config(
-                    self.site.rucio.instances, default.name, str(paths.token)
+                    self.site.rucio.instances, default.name, str(paths.token), replica=self.cache
                 )
             ),
         }
@@ -161,7 +175,7 @@ class LakehubHooks:
             token=token,
             token_expires=now + self.issuer.lifetime,
             files=files,
-            env=session.session_env(paths),
+            env=session.session_env(paths, cache_url=self.cache_url),
             problems=problems,
         )
 

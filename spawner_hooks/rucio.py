@@ -39,10 +39,17 @@ class AdminCredentials:
 class RucioAccounts:
     """Account provisioning against one Rucio instance."""
 
-    def __init__(self, instance: RucioInstance, admin: AdminCredentials, issuer_url: str):
+    def __init__(
+        self,
+        instance: RucioInstance,
+        admin: AdminCredentials,
+        issuer_url: str,
+        rule_quota: tuple[str, int] | None = None,
+    ):
         self.instance = instance
         self.admin = admin
         self.issuer_url = issuer_url
+        self.rule_quota = rule_quota  # (RSE, bytes) users may ask rules for: the cache RSE
         # One worker: rucio-clients' Client is not meant to be shared across threads,
         # and account creation is rare (once per user) and quick.
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"rucio-{instance.name}")
@@ -93,6 +100,9 @@ class RucioAccounts:
                     client.add_identity(account, identity, "OIDC", email, default=True)
                 except rex.Duplicate:
                     pass
+            if created and self.rule_quota:
+                rse, quota = self.rule_quota
+                client.set_local_account_limit(account, rse, quota)
             return created
         except (AccountCollision, RucioUnavailable):
             raise

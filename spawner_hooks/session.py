@@ -20,6 +20,19 @@ SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 
 
 @dataclass(frozen=True)
+class ReplicaMode:
+    """rucio-jupyterlab's replica mode: files appear in a shared mount of an RSE."""
+
+    rse: str
+    mount_path: str  # where the RSE's files are seen inside the session
+    pfn_prefix: str  # the RSE protocol's path prefix, stripped from PFNs
+
+    @property
+    def path_begins_at(self) -> int:
+        return len(PurePosixPath(self.pfn_prefix).parts) - 1
+
+
+@dataclass(frozen=True)
 class SessionPaths:
     """Where a session finds lakehub's files.  ``root`` is a folder the user owns."""
 
@@ -40,6 +53,10 @@ class SessionPaths:
     @property
     def jupyter_server_config(self) -> PurePosixPath:
         return self.jupyter_config_dir / "jupyter_server_config.json"
+
+    @property
+    def rucio_jupyterlab_dir(self) -> PurePosixPath:
+        return self.root / "rucio-jupyterlab"
 
     @property
     def status(self) -> PurePosixPath:
@@ -71,33 +88,50 @@ def rucio_cfg(instance: RucioInstance, account: str, ca_cert: str | None = None)
     return buf.getvalue()
 
 
+def _instance_config(
+    i: RucioInstance, token_path: str, ca_cert: str | None, replica: ReplicaMode | None
+) -> dict:
+    config = {
+        "name": i.name,
+        "display_name": i.title,
+        "rucio_base_url": i.rucio_host,
+        "rucio_auth_url": i.auth_url,
+        "rucio_ca_cert": str(ca_cert or i.ca_cert or SYSTEM_CA_BUNDLE),
+        "vo": i.vo,
+        "mode": "download",
+        "wildcard_enabled": True,
+        "oidc_auth": "file",
+        "oidc_file_name": token_path,
+    }
+    if replica is not None:
+        config.update(
+            mode="replica",
+            destination_rse=replica.rse,
+            rse_mount_path=replica.mount_path,
+            path_begins_at=replica.path_begins_at,
+        )
+    return config
+
+
 def rucio_jupyterlab_config(
     instances: Sequence[RucioInstance],
     default: str,
     token_path: str,
     ca_cert: str | None = None,
+    replica: ReplicaMode | None = None,
 ) -> dict:
     """``jupyter_server_config.json`` content configuring rucio-jupyterlab.
 
     Every instance authenticates with the token file (``oidc_auth: file``); the
-    extension re-reads it when its cached token expires.  Download mode copies files
-    into the home; the shared-cache issue switches this to replica mode.
+    extension re-reads it when its cached token expires.  The default instance runs in
+    replica mode when the site has a shared cache (``replica``): "make available"
+    creates a rule on the cache RSE and the files show up in the read-only cache
+    mount.  Other instances use download mode (copies in the home).
     """
     return {
         "RucioConfig": {
             "instances": [
-                {
-                    "name": i.name,
-                    "display_name": i.title,
-                    "rucio_base_url": i.rucio_host,
-                    "rucio_auth_url": i.auth_url,
-                    "rucio_ca_cert": str(ca_cert or i.ca_cert or SYSTEM_CA_BUNDLE),
-                    "vo": i.vo,
-                    "mode": "download",
-                    "wildcard_enabled": True,
-                    "oidc_auth": "file",
-                    "oidc_file_name": token_path,
-                }
+                _instance_config(i, token_path, ca_cert, replica if i.name == default else None)
                 for i in instances
             ],
             "default_instance": default,
@@ -108,14 +142,23 @@ def rucio_jupyterlab_config(
     }
 
 
-def session_env(paths: SessionPaths, token_path: str | None = None) -> dict[str, str]:
-    """Environment variables for the single-user server: paths only, never a secret."""
-    return {
+def session_env(
+    paths: SessionPaths, token_path: str | None = None, cache_url: str | None = None
+) -> dict[str, str]:
+    """Environment variables for the single-user server: paths and URLs, never a secret."""
+    env = {
         "RUCIO_CONFIG": str(paths.rucio_cfg),
         "BEARER_TOKEN_FILE": str(token_path or paths.token),
         "JUPYTER_CONFIG_PATH": str(paths.jupyter_config_dir),
         "LAKEHUB_SESSION_DIR": str(paths.root),
+        # rucio-jupyterlab keeps its state (stored credentials, replica lists) in a
+        # SQLite file; inside JupyterHub it defaults to /tmp/.rucio_jupyterlab, shared
+        # by every user of a machine.  Keep it in the user's own private folder.
+        "RUCIO_CACHE_DIR": str(paths.rucio_jupyterlab_dir),
     }
+    if cache_url:
+        env["LAKEHUB_CACHE_URL"] = cache_url
+    return env
 
 
 def notice_markdown(problems: Sequence[str]) -> str:

@@ -97,6 +97,8 @@ def test_session_works_as_the_users_own_rucio_account(local_stack):
     assert result["uid"] != 0, "a student's server must not run as root"
     env = result["env"]
     assert "BEARER_TOKEN" not in env and env["RUCIO_CONFIG"].startswith(str(local_stack.home(user)))
+    # rucio-jupyterlab keeps its credentials database in the private home, not in /tmp
+    assert env["RUCIO_CACHE_DIR"].startswith(str(local_stack.home(user)))
     # no password or hub secret anywhere in the session's environment or home
     env_text = json.dumps(env)
     for secret in local_stack.secrets_on_disk():

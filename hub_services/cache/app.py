@@ -1,0 +1,337 @@
+"""The cache service's HTTP API (a JupyterHub-managed service).
+
+Callers authenticate with their JupyterHub API token (``Authorization: token ...``); a
+session's token carries the scope ``access:services!service=lakehub-cache``.  Sessions
+also send their Rucio token (``X-Rucio-Token``) so the service can ask Rucio whether the
+person may read the DID before it downloads anything with its own identity.
+
+    POST /api/fetch      {"did": "scope:name"}          -> 202 {"job": ID, "files": [...]}
+    GET  /api/jobs/ID                                    -> progress and, when done, paths
+    POST /api/pin        {"did": ...}          (admins)  -> never evict these files
+    GET  /api/stats                            (admins)  -> transfers, bytes, usage
+    GET  /api/health
+
+    python -m hub_services.cache.app --config cache-service.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import secrets
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from jupyterhub.services.auth import HubAuth, HubAuthenticated
+from tornado import web
+
+from hub_services.cache.layout import DID, BadDID, parse_did
+from hub_services.cache.rucio import (
+    CacheRucio,
+    NotAllowed,
+    Replica,
+    RucioDown,
+    RucioSettings,
+    UnknownDID,
+)
+from hub_services.cache.store import CacheStore, TransferFailed
+
+log = logging.getLogger("lakehub.cache")
+SERVICE_NAME = "lakehub-cache"
+ADMIN_SCOPES = {"admin:users", "admin:servers"}
+JOB_TTL = 3600
+
+
+@dataclass
+class FileState:
+    replica: Replica
+    state: str = "waiting"  # waiting | transferring | done | failed
+    error: str | None = None
+
+
+@dataclass
+class Job:
+    id: str
+    owner: str
+    did: DID
+    files: list[FileState]
+    created: float = field(default_factory=time.time)
+    task: asyncio.Task | None = None
+
+    @property
+    def state(self) -> str:
+        states = {f.state for f in self.files}
+        if states <= {"done"}:
+            return "done"
+        if "failed" in states and states <= {"done", "failed"}:
+            return "failed"
+        return "running"
+
+
+class Service:
+    """Jobs on top of the store; one per process."""
+
+    def __init__(self, store: CacheStore, rucio: CacheRucio, max_parallel: int):
+        self.store = store
+        self.rucio = rucio
+        self.jobs: dict[str, Job] = {}
+        self.slots = asyncio.Semaphore(max_parallel)
+
+    def describe(self, job: Job) -> dict:
+        files = []
+        for f in job.files:
+            progress = self.store.progress(f.replica.did)
+            files.append(
+                {
+                    "did": str(f.replica.did),
+                    "bytes": f.replica.bytes,
+                    "done": f.replica.bytes if f.state == "done" else (progress or (0, 0))[0],
+                    "state": f.state,
+                    "path": str(self.store.path(f.replica.did)) if f.state == "done" else None,
+                    "error": f.error,
+                }
+            )
+        return {"job": job.id, "did": str(job.did), "state": job.state, "files": files}
+
+    async def _one(self, f: FileState) -> None:
+        async with self.slots:
+            f.state = "transferring"
+            try:
+                await self.store.ensure(f.replica)
+                f.state = "done"
+            except TransferFailed as exc:
+                f.state, f.error = "failed", str(exc)
+            except Exception as exc:  # one file's trouble must not kill the job silently
+                f.state, f.error = "failed", f"{type(exc).__name__}: {exc}"
+                log.exception("fetching %s failed", f.replica.did)
+
+    def start(self, owner: str, did: DID, replicas: list[Replica]) -> Job:
+        self._forget_old_jobs()
+        job = Job(secrets.token_hex(8), owner, did, [FileState(r) for r in replicas])
+        job.task = asyncio.create_task(self._run(job))
+        self.jobs[job.id] = job
+        return job
+
+    async def _run(self, job: Job) -> None:
+        await asyncio.gather(*(self._one(f) for f in job.files))
+
+    def _forget_old_jobs(self) -> None:
+        cutoff = time.time() - JOB_TTL
+        for key in [k for k, j in self.jobs.items() if j.created < cutoff and j.state != "running"]:
+            del self.jobs[key]
+
+    async def fulfil_rules_forever(self, every: float) -> None:
+        """Act as the transfer agent of the cache RSE: bring in what rules wait for."""
+        while True:
+            try:
+                for did in await self.rucio.files_waiting_for_rules():
+                    for rep in await self.rucio.replicas(did):
+                        self.start("rucio-rule", rep.did, [rep])
+            except (RucioDown, UnknownDID) as exc:
+                log.warning("rule check skipped: %s", exc)
+            except Exception:
+                log.exception("rule check failed")
+            await asyncio.sleep(every)
+
+
+class BaseHandler(HubAuthenticated, web.RequestHandler):
+    @property
+    def hub_auth(self) -> HubAuth:
+        return self.settings["hub_auth"]
+
+    @property
+    def service(self) -> Service:
+        return self.settings["service"]
+
+    @property
+    def is_admin(self) -> bool:
+        return bool(ADMIN_SCOPES & set(self.current_user.get("scopes", [])))
+
+    @property
+    def caller(self) -> str:
+        return self.current_user["name"]
+
+    def get_login_url(self) -> str:
+        raise web.HTTPError(403, "a JupyterHub token with access to lakehub-cache is required")
+
+    def fail(self, status: int, message: str) -> None:
+        self.set_status(status)
+        self.finish({"error": message})
+
+    def body(self) -> dict:
+        try:
+            data = json.loads(self.request.body or b"{}")
+        except ValueError:
+            raise web.HTTPError(400, "the body must be JSON") from None
+        if not isinstance(data, dict):
+            raise web.HTTPError(400, "the body must be a JSON object")
+        return data
+
+    def write_error(self, status_code: int, **kwargs) -> None:
+        reason = self._reason
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, web.HTTPError) and exc.log_message:
+            reason = exc.log_message
+        self.finish({"error": reason})
+
+
+class FetchHandler(BaseHandler):
+    @web.authenticated
+    async def post(self) -> None:
+        data = self.body()
+        try:
+            did = parse_did(data.get("did", ""))
+        except BadDID as exc:
+            return self.fail(400, str(exc))
+        try:
+            if not self.is_admin:
+                token = self.request.headers.get("X-Rucio-Token", "").strip()
+                if not token:
+                    return self.fail(400, "send your Rucio token in X-Rucio-Token")
+                await self.service.rucio.check_readable(did, token)
+            replicas = await self.service.rucio.replicas(did)
+        except UnknownDID as exc:
+            return self.fail(404, str(exc))
+        except NotAllowed as exc:
+            return self.fail(403, str(exc))
+        except RucioDown as exc:
+            return self.fail(503, str(exc))
+        if not replicas:
+            return self.fail(404, f"{did} has no files")
+        job = self.service.start(self.caller, did, replicas)
+        self.set_status(202)
+        self.finish(self.service.describe(job))
+
+
+class JobHandler(BaseHandler):
+    @web.authenticated
+    def get(self, job_id: str) -> None:
+        job = self.service.jobs.get(job_id)
+        if job is None or (job.owner != self.caller and not self.is_admin):
+            return self.fail(404, "no such job")
+        self.finish(self.service.describe(job))
+
+
+class PinHandler(BaseHandler):
+    @web.authenticated
+    async def post(self) -> None:
+        if not self.is_admin:
+            return self.fail(403, "only hub admins may pin datasets")
+        try:
+            did = parse_did(self.body().get("did", ""))
+            replicas = await self.service.rucio.replicas(did)
+        except BadDID as exc:
+            return self.fail(400, str(exc))
+        except UnknownDID as exc:
+            return self.fail(404, str(exc))
+        except RucioDown as exc:
+            return self.fail(503, str(exc))
+        self.service.store.pinned |= {str(r.did) for r in replicas}
+        self.finish({"pinned": sorted(str(r.did) for r in replicas)})
+
+
+class StatsHandler(BaseHandler):
+    @web.authenticated
+    def get(self) -> None:
+        if not self.is_admin:
+            return self.fail(403, "only hub admins may read the cache statistics")
+        store = self.service.store
+        self.finish(
+            {
+                **store.stats.as_dict(),
+                "usage_bytes": store.usage(),
+                "quota_bytes": store.quota,
+                "files": len(store.index),
+                "pinned": sorted(store.pinned),
+                "in_flight": sorted(str(d) for d in store.inflight),
+            }
+        )
+
+
+class HealthHandler(web.RequestHandler):
+    def get(self) -> None:
+        self.finish({"ok": True})
+
+
+def make_app(service: Service, hub_auth: HubAuth, prefix: str = "/") -> web.Application:
+    """Routes answer at ``/api/...`` (direct) and under the hub's service prefix
+    (``/services/lakehub-cache/api/...``, through the proxy)."""
+    routes = [
+        (r"api/fetch", FetchHandler),
+        (r"api/jobs/([0-9a-f]+)", JobHandler),
+        (r"api/pin", PinHandler),
+        (r"api/stats", StatsHandler),
+        (r"api/health", HealthHandler),
+        (r"?", HealthHandler),
+    ]
+    prefixes = sorted({"/", prefix.rstrip("/") + "/"})
+    return web.Application(
+        [(p + pattern, handler) for p in prefixes for pattern, handler in routes],
+        service=service,
+        hub_auth=hub_auth,
+        login_url=None,
+    )
+
+
+def load_config(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+async def serve(config: dict) -> None:
+    settings = RucioSettings(
+        **{**config["rucio"], "password_file": Path(config["rucio"]["password_file"])}
+    )
+    rucio = CacheRucio(settings)
+    store = CacheStore(
+        root=Path(config["root"]),
+        rucio=rucio,
+        index_path=Path(config["index"]),
+        quota_bytes=int(config["quota_bytes"]),
+        pinned=set(),
+        rate_bps=config.get("rate_bps"),
+    )
+    await asyncio.to_thread(store.prepare)
+    service = Service(store, rucio, int(config.get("max_parallel", 4)))
+    hub_auth = HubAuth(
+        api_token=os.environ["JUPYTERHUB_API_TOKEN"],
+        api_url=os.environ["JUPYTERHUB_API_URL"],
+        cache_max_age=60,
+    )
+    hub_auth.access_scopes = {f"access:services!service={SERVICE_NAME}"}
+    app = make_app(service, hub_auth, os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/"))
+    app.listen(int(config["port"]), address="127.0.0.1")
+    for did_text in config.get("pinned", []):
+        asyncio.create_task(_pin_at_start(service, did_text))
+    log.info("cache service on 127.0.0.1:%s, cache %s", config["port"], config["root"])
+    await service.fulfil_rules_forever(float(config.get("rule_poll_seconds", 10)))
+
+
+async def _pin_at_start(service: Service, did_text: str) -> None:
+    try:
+        replicas = await service.rucio.replicas(parse_did(did_text))
+        service.store.pinned |= {str(r.did) for r in replicas}
+    except (BadDID, UnknownDID, RucioDown) as exc:
+        log.warning("could not pin %s: %s", did_text, exc)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="lakehub shared dataset cache service")
+    parser.add_argument("--config", type=Path, required=True)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="[lakehub-cache] %(message)s")
+    try:
+        config = load_config(args.config)
+    except (OSError, ValueError) as exc:
+        print(f"lakehub-cache: cannot read {args.config}: {exc}", file=sys.stderr)
+        return 2
+    asyncio.run(serve(config))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
