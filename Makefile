@@ -9,7 +9,7 @@ LAKEHUB_HOME ?= $(CURDIR)/.lakehub
 export LAKEHUB_HOME
 DEV_PY := $(LAKEHUB_HOME)/venvs/dev/bin/python
 
-.PHONY: help up down clean status test lint bench deps system-deps envs proxy check-site
+.PHONY: help up down clean status test lint bench deps system-deps envs proxy check-site warm-cache
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)

@@ -233,3 +233,38 @@ def test_rucio_jupyterlab_replica_mode_sees_the_cache_and_make_available_fills_i
     for name, data in files.items():
         path = local_stack.paths.cache / demo.scope / name
         assert path.read_bytes() == data
+
+
+def test_warm_cache_fills_pins_and_reports_what_was_already_there(local_stack):
+    from io import StringIO
+
+    from hub_services.cache.warm import Course, warm
+
+    files = {f"warm-{unique_user()}.root": os.urandom(50_000) for _ in range(2)}
+    did = make_dataset(local_stack, unique_user("warm."), files)
+    course = Course(name="PHYS 101", datasets=[did], pin=True)
+    out = StringIO()
+    first = warm(course, cache_url(local_stack), local_stack.admin_token, out=out)
+    assert (first["files"], first["already_present"], first["failed"]) == (2, 0, 0)
+    assert first["bytes"] == 100_000
+    assert "PHYS 101: 1 dataset(s), 2 file(s)" in out.getvalue()
+    second = warm(course, cache_url(local_stack), local_stack.admin_token, out=StringIO())
+    assert (second["files"], second["already_present"]) == (2, 2)
+    pinned = set(cache_stats(local_stack)["pinned"])
+    assert {f"{did.split(':')[0]}:{n}" for n in files} <= pinned
+
+
+def test_a_bad_course_file_is_reported_without_a_traceback(tmp_path):
+    import subprocess
+    import sys
+
+    course = tmp_path / "course.yaml"
+    course.write_text("name: x\ndatasets: ['opendata:../etc']\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "hub_services.cache.warm", "--course", str(course)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert "datasets" in result.stderr and "'..'" in result.stderr

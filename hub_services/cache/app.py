@@ -50,6 +50,7 @@ JOB_TTL = 3600
 @dataclass
 class FileState:
     replica: Replica
+    present: bool = False  # already in the cache when the job started
     state: str = "waiting"  # waiting | transferring | done | failed
     error: str | None = None
 
@@ -92,6 +93,7 @@ class Service:
                     "bytes": f.replica.bytes,
                     "done": f.replica.bytes if f.state == "done" else (progress or (0, 0))[0],
                     "state": f.state,
+                    "present": f.present,
                     "path": str(self.store.path(f.replica.did)) if f.state == "done" else None,
                     "error": f.error,
                 }
@@ -112,7 +114,8 @@ class Service:
 
     def start(self, owner: str, did: DID, replicas: list[Replica]) -> Job:
         self._forget_old_jobs()
-        job = Job(secrets.token_hex(8), owner, did, [FileState(r) for r in replicas])
+        files = [FileState(r, present=self.store.path(r.did).exists()) for r in replicas]
+        job = Job(secrets.token_hex(8), owner, did, files)
         job.task = asyncio.create_task(self._run(job))
         self.jobs[job.id] = job
         return job

@@ -174,8 +174,11 @@ class CacheRucio:
         await self._call(self._register, rep)
 
     def _unregister(self, did: DID) -> None:
-        self._admin().delete_replicas(
-            self.settings.cache_rse, [{"scope": did.scope, "name": did.name}]
+        # Rucio's policies leave deleting replicas to its reaper; marking the replica
+        # unavailable tells clients (and rucio-jupyterlab) at once that it is gone, and
+        # the next fetch marks it available again.
+        self._admin().update_replicas_states(
+            self.settings.cache_rse, [{"scope": did.scope, "name": did.name, "state": "U"}]
         )
 
     async def unregister(self, did: DID) -> None:

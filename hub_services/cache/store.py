@@ -230,7 +230,10 @@ class CacheStore:
         log.info("cached %s (%d bytes) from %s", rep.did, result["bytes"], result["source"])
         self._touch(rep.did, path)
         await self._register_quietly(rep)
-        await self.evict()
+        try:
+            await self.evict()
+        except Exception:  # the new file is published; eviction retries after the next one
+            log.exception("eviction failed")
         return path
 
     async def _register_quietly(self, rep: Replica) -> None:
