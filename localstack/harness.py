@@ -43,7 +43,7 @@ def free_ports(n: int) -> list[int]:
 
 def stack_folder() -> Path:
     """A fresh folder the per-user system accounts can traverse (pytest's tmp is 0700)."""
-    folder = Path(tempfile.mkdtemp(prefix="lakehub-test-"))
+    folder = Path(tempfile.mkdtemp(prefix="lakehub-test-", dir="/tmp"))
     os.chmod(folder, 0o755)  # noqa: S103  homes inside are 0700
     return folder
 
@@ -111,6 +111,9 @@ class Stack:
         return found
 
 
+_previous_tmpdir: dict[Path, str | None] = {}
+
+
 def start_stack(
     state: Path,
     site_file: Path,
@@ -121,8 +124,12 @@ def start_stack(
 ) -> Stack:
     paths = StackPaths(state)
     site = load_site(site_file)
-    os.environ["TMPDIR"] = str(state / "tmp")  # rucio-clients keeps its token cache there
+    # rucio-clients keeps its token cache under TMPDIR, keyed by account but not by
+    # server: each stack gets its own, and stop_stack puts the previous one back
     (state / "tmp").mkdir(parents=True, exist_ok=True)
+    _previous_tmpdir[state] = os.environ.get("TMPDIR")
+    os.environ["TMPDIR"] = str(state / "tmp")
+    tempfile.tempdir = None  # let tempfile see the change
     stack.prepare_secrets(paths)
     s = Stack(site_file, site, paths)
     if with_rucio:
@@ -135,9 +142,18 @@ def start_stack(
 def stop_stack(state: Path) -> None:
     """Stop every process by PID, remove the system accounts made for test users."""
     paths = StackPaths(state)
-    stack.down(paths)
-    stack.remove_system_users(paths)
-    shutil.rmtree(paths.state, ignore_errors=True)
+    try:
+        stack.down(paths)
+        stack.remove_system_users(paths)
+    finally:
+        if state in _previous_tmpdir:
+            previous = _previous_tmpdir.pop(state)
+            if previous is None:
+                os.environ.pop("TMPDIR", None)
+            else:
+                os.environ["TMPDIR"] = previous
+            tempfile.tempdir = None
+        shutil.rmtree(paths.state, ignore_errors=True)
 
 
 def unique_user(prefix: str = "u") -> str:
