@@ -43,12 +43,20 @@ status: ## which local processes are running
 check-site: envs ## validate a site file (SITE=...)
 	@$(DEV_PY) -m hub_config.site $(SITE)
 
+warm-cache: deps ## fill the shared cache before class (COURSE=course.yaml)
+	@test -n "$(COURSE)" || { echo "usage: make warm-cache COURSE=examples/course.demo.yaml"; exit 2; }
+	@$(DEV_PY) -m hub_services.cache.warm --site $(SITE) --course $(COURSE)
+
 lint: envs ## ruff
 	@$(LAKEHUB_HOME)/venvs/dev/bin/ruff check .
 	@$(LAKEHUB_HOME)/venvs/dev/bin/ruff format --check .
 
 test: deps ## run the tests (ARGS='-m e2e' or any pytest arguments)
 	@$(DEV_PY) -m pytest $(ARGS)
+
+.PHONY: images
+images: ## container images: singleuser (+ hub when its z2jh base can be had); podman, cached
+	@bash scripts/build-images.sh
 
 bench: deps ## performance figures, one JSON object per line on stdout
 	@$(DEV_PY) -m benchmarks
