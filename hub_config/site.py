@@ -201,13 +201,22 @@ class Notebooks(_Model):
     target: Annotated[str, AfterValidator(_relative_folder)] = "atlas-opendata"
 
 
+DemoLayout = Literal["GamGam", "2lep", "4lep", "1lep"]
+
+
 class DemoData(_Model):
+    """Generated ATLAS-Open-Data-like samples, one dataset ``demo.<layout>`` per layout."""
+
     scope: str = Field("opendata", max_length=25, pattern=RUCIO_SCOPE_PATTERN.pattern)
-    dataset: str = Field("demo.GamGam", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,100}$")
+    layouts: list[DemoLayout] = Field(["GamGam", "2lep", "4lep", "1lep"], min_length=1)
     rse: str = Field("LAKEHUB_DEMO", pattern=r"^[A-Z0-9_-]{1,60}$")
     files: int = Field(2, ge=1, le=50)
     events: int = Field(30_000, ge=100, le=5_000_000)
     seed: int = 1
+
+    @staticmethod
+    def dataset_name(layout: str) -> str:
+        return f"demo.{layout}"
 
 
 def _port(value: int) -> int:

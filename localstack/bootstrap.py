@@ -102,13 +102,12 @@ def ensure_cache_rse(instance: RucioInstance, paths: StackPaths, rse: str, root:
     ensure_rse(admin_client(instance, paths), rse, root)
 
 
-def ensure_demo_dataset(
+def ensure_demo_datasets(
     instance: RucioInstance, paths: StackPaths, demo: DemoData, progress: bool = True
-) -> list[FileFacts]:
-    """Make the demo dataset exist in Rucio with its files on the demo RSE."""
-    from rucio.common.exception import DataIdentifierAlreadyExists, Duplicate
-
-    from localstack.demo_data import generate_dataset
+) -> dict[str, list[FileFacts]]:
+    """Make every demo dataset (one per layout) exist in Rucio with its files on the
+    demo RSE; returns the files per dataset DID."""
+    from rucio.common.exception import Duplicate
 
     prefix = paths.rse / "demo"
     client = admin_client(instance, paths)
@@ -117,6 +116,24 @@ def ensure_demo_dataset(
         client.add_scope("root", demo.scope)
     except Duplicate:
         pass
+    scope_dir = prefix / demo.scope
+    scope_dir.mkdir(parents=True, exist_ok=True)
+    done = {}
+    for layout in demo.layouts:
+        name = demo.dataset_name(layout)
+        done[f"{demo.scope}:{name}"] = _ensure_one(client, paths, demo, layout, name, progress)
+    # world-readable data folder: students' own accounts read it through Rucio's POSIX protocol
+    for folder in (paths.rse, prefix, scope_dir):
+        folder.chmod(0o755)
+    return done
+
+
+def _ensure_one(
+    client, paths: StackPaths, demo: DemoData, layout: str, dataset: str, progress: bool
+) -> list[FileFacts]:
+    from rucio.common.exception import DataIdentifierAlreadyExists
+
+    from localstack.demo_data import generate_dataset
 
     generated = generate_dataset(
         paths.demo_staging,
@@ -124,31 +141,33 @@ def ensure_demo_dataset(
         n_events=demo.events,
         seed=demo.seed,
         progress=progress,
+        layout=layout,
     )
-    scope_dir = prefix / demo.scope
-    scope_dir.mkdir(parents=True, exist_ok=True)
-    facts = []
-    for src in generated:
-        dest = scope_dir / src.name
-        wanted = checksums(src)
-        if not dest.exists() or checksums(dest) != wanted:
-            tmp = dest.with_name(f".{dest.name}.tmp")
-            shutil.copyfile(src, tmp)
-            tmp.replace(dest)
-        dest.chmod(0o644)
-        facts.append(wanted)
-
+    scope_dir = paths.rse / "demo" / demo.scope
     known = {
         r["name"]: r
-        for r in client.list_replicas([{"scope": demo.scope, "name": f.name} for f in facts])
+        for r in client.list_replicas([{"scope": demo.scope, "name": g.name} for g in generated])
     }
-    changed = [f.name for f in facts if f.name in known and known[f.name]["adler32"] != f.adler32]
-    if changed:
-        raise DemoDataChanged(
-            f"Rucio already holds other versions of {', '.join(changed)} (the demo_data "
-            "settings changed since the first `make up`); run `make clean` to start afresh"
-        )
-    missing = [f for f in facts if demo.rse not in known.get(f.name, {}).get("rses", {})]
+    facts, missing = [], []
+    for src in generated:
+        dest = scope_dir / src.name
+        registered = known.get(src.name)
+        if registered:
+            # the registered replica is the truth: keep it while its bytes still match
+            have = checksums(dest) if dest.exists() else None
+            if have is None or have.adler32 != registered["adler32"]:
+                raise DemoDataChanged(
+                    f"{dest} no longer matches what Rucio holds for {demo.scope}:{src.name};"
+                    " run `make clean` to start afresh"
+                )
+            facts.append(have)
+            continue
+        tmp = dest.with_name(f".{dest.name}.tmp")
+        shutil.copyfile(src, tmp)
+        tmp.chmod(0o644)
+        tmp.replace(dest)
+        facts.append(checksums(dest))
+        missing.append(facts[-1])
     if missing:
         client.add_replicas(
             demo.rse,
@@ -164,14 +183,11 @@ def ensure_demo_dataset(
             ],
         )
     try:
-        client.add_dataset(demo.scope, demo.dataset)
+        client.add_dataset(demo.scope, dataset)
     except DataIdentifierAlreadyExists:
         pass
-    attached = {d["name"] for d in client.list_content(demo.scope, demo.dataset)}
+    attached = {d["name"] for d in client.list_content(demo.scope, dataset)}
     to_attach = [{"scope": demo.scope, "name": f.name} for f in facts if f.name not in attached]
     if to_attach:
-        client.attach_dids(demo.scope, demo.dataset, to_attach)
-    # world-readable data folder: students' own accounts read it through Rucio's POSIX protocol
-    for folder in (paths.rse, prefix, scope_dir):
-        folder.chmod(0o755)
+        client.attach_dids(demo.scope, dataset, to_attach)
     return facts

@@ -21,8 +21,12 @@ The branch names and types are those of the release.  They were taken from the
 listing of a 2025e ``4lep`` file (``tree.show()`` output stored in the official
 notebook ``13-TeV-examples/uproot_python/IntroToEducationAndOutreachOD.ipynb`` of
 github.com/atlas-outreach-data-tools/notebooks-collection-opendata) and from the
-branches the official 2025 ``HZZAnalysis``/``WZ3l_Analysis`` notebooks read; the
-skim names are from https://opendata.atlas.cern/docs/data/for_education/13TeV25_details.
+branches the official 2025 ``HZZAnalysis``/``WZ3l_Analysis`` notebooks read.  The
+skims and their selections are from
+https://opendata.atlas.cern/docs/data/for_education/13TeV25_details, except
+``4lep`` ("at least four leptons"), which that page does not list; it is the skim
+the official IntroToEducationAndOutreachOD notebook reads (the official HZZ
+notebook reads ``exactly4lep``).
 Energies and momenta are in GeV, as in the release.  Only the subset a teaching
 analysis needs is written:
 
@@ -83,14 +87,19 @@ the share of written events from the signal process:
   and then a third, soft fake lepton;
 * 4lep: H -> ZZ* -> 4l at 125 GeV (on-shell Z1 from a Breit-Wigner, off-shell
   Z2 between 12 GeV and the kinematic limit) in 4e, 4mu and 2e2mu; a ZZ(*)
-  continuum that rises past the on-shell threshold near 180 GeV; Z + two fakes
-  and ttbar + two fakes (random flavours and charges); sometimes a fifth lepton;
+  background with a small Z -> 4l peak at m_Z, a smooth continuum under the
+  Higgs peak and the rise past the on-shell threshold near 180 GeV; Z + two
+  fakes and ttbar + two fakes (random flavours and charges); sometimes a fifth
+  lepton;
 * 1lep: W -> l nu with a Breit-Wigner mass (80.377 GeV, width 2.085 GeV) and
   more W+ than W- (as at the LHC); the missing pT is the neutrino pT plus a
   Gaussian mis-measurement of 6 GeV per component, so the transverse mass has
   its Jacobian edge near the W mass; multijet events (a fake lepton, low
   transverse mass) and ttbar-like events (a broad tail above the edge,
   sometimes a second lepton).
+
+The extra soft leptons are fakes inside the skim acceptance; they are sorted in
+with the others, so they are not always the softest lepton of the event.
 
 Everything is vectorised with numpy and driven by one ``numpy.random.Generator``
 seeded from the ``seed`` argument, so the same arguments give identical files.
@@ -468,7 +477,9 @@ Z1_WINDOW = (50.0, 106.0)
 Z2_MIN = 12.0
 H_PT_SHAPE, H_PT_SCALE = 1.5, 15.0
 ZZ_ONSHELL_SHARE = 0.45
-ZZ_OFFSHELL_RANGE = (85.0, 185.0)
+ZZ_OFFSHELL_RANGE = (95.0, 195.0)
+ZZ_SINGLE_Z_SHARE = 0.15  # of the off-shell part: Z -> 4l
+ZZ_SINGLE_Z_WINDOW = (80.0, 102.0)
 ZZ_ONSHELL_WINDOW = (66.0, 116.0)
 ZZ_PT_SHAPE, ZZ_PT_SCALE = 1.5, 20.0
 FOUR_LEP_BACKGROUND = {"ZZ": 0.60, "Z+fakes": 0.25, "ttbar+fakes": 0.15}
@@ -609,9 +620,10 @@ def _prompt(rng, four, flavour, charge):
 def _fake(rng, n, pt_scale=FAKE_PT_SCALE):
     """A non-prompt lepton from a jet: soft, random flavour and charge."""
     pt = SKIM_LEPTON_MIN_PT + rng.exponential(pt_scale, n)
-    eta = rng.uniform(-MUON_MAX_ABS_ETA, MUON_MAX_ABS_ETA, n)
-    phi = rng.uniform(-np.pi, np.pi, n)
     flavour = _random_flavour(rng, n)
+    max_eta = np.where(flavour == ELECTRON, ELECTRON_MAX_ABS_ETA, MUON_MAX_ABS_ETA)
+    eta = max_eta * rng.uniform(-1.0, 1.0, n)  # within the skim acceptance
+    phi = rng.uniform(-np.pi, np.pi, n)
     return _measured(pt, eta, phi, flavour, _random_sign(rng, n), np.ones(n, dtype=bool))
 
 
@@ -745,10 +757,16 @@ def _zz_continuum(rng, n):
     z1_on = _truncated_breit_wigner(rng, n, Z_MASS, Z_WIDTH, *ZZ_ONSHELL_WINDOW)
     z2_on = _truncated_breit_wigner(rng, n, Z_MASS, Z_WIDTH, *ZZ_ONSHELL_WINDOW)
     mass_on = z1_on + z2_on + rng.gamma(1.5, 45.0, n)
-    # Off-shell (Z Z* and Z gamma*): a smooth four-lepton mass spectrum first, then
-    # Z1 below the kinematic limit and Z2 in what is left.
+    # Off-shell (Z Z* and Z gamma*): a four-lepton mass first - either a single Z radiating
+    # a virtual photon (Z -> 4l, a peak at m_Z) or a smooth continuum above it - then Z1
+    # below the kinematic limit and Z2 in what is left.
+    single_z = rng.random(n) < ZZ_SINGLE_Z_SHARE
     lo, hi = ZZ_OFFSHELL_RANGE
-    mass_off = lo + (hi - lo) * rng.beta(1.0, 1.5, n)
+    mass_off = np.where(
+        single_z,
+        _truncated_breit_wigner(rng, n, Z_MASS, Z_WIDTH, *ZZ_SINGLE_Z_WINDOW),
+        lo + (hi - lo) * rng.beta(1.2, 1.8, n),
+    )
     z1_hi = np.minimum(Z1_WINDOW[1], mass_off - Z2_MIN - 1.0)
     z1_off = _truncated_breit_wigner(rng, n, Z_MASS, Z_WIDTH, Z1_WINDOW[0] - 10.0, z1_hi)
     z2_hi = np.minimum(mass_off - z1_off - 0.5, 60.0)

@@ -72,21 +72,19 @@ def start_rucio(site: Site, paths: StackPaths, issuer_url: str) -> None:
 
 
 def load_demo_data(site: Site, paths: StackPaths, progress: bool = True) -> None:
-    from localstack.bootstrap import ensure_demo_dataset
+    from hub_config.local import cache_root
+    from localstack.bootstrap import ensure_cache_rse, ensure_demo_datasets
 
     assert site.local is not None
     demo = site.local.demo_data
     say(
-        f"registering demo data {demo.scope}:{demo.dataset}"
-        f" ({demo.files} files x {demo.events} events)"
+        f"registering demo data in scope {demo.scope}: {', '.join(demo.layouts)}"
+        f" ({demo.files} files x {demo.events} events each)"
     )
     os.environ.setdefault("TMPDIR", str(paths.rucio / "tmp"))
-    facts = ensure_demo_dataset(site.rucio.default, paths, demo, progress=progress)
-    total = sum(f.bytes for f in facts)
-    say(f"demo dataset ready: {len(facts)} files, {total / 1e6:.1f} MB")
-    from hub_config.local import cache_root
-    from localstack.bootstrap import ensure_cache_rse
-
+    done = ensure_demo_datasets(site.rucio.default, paths, demo, progress=progress)
+    total = sum(f.bytes for files in done.values() for f in files)
+    say(f"demo datasets ready: {', '.join(done)} ({total / 1e6:.1f} MB)")
     ensure_cache_rse(site.rucio.default, paths, site.cache.rse, cache_root(site, paths))
 
 
@@ -156,7 +154,8 @@ def ensure_demo_logins(site: Site, paths: StackPaths) -> list[str]:
 
 def demo_did(site: Site) -> str:
     assert site.local is not None
-    return f"{site.local.demo_data.scope}:{site.local.demo_data.dataset}"
+    demo = site.local.demo_data
+    return f"{demo.scope}:{demo.dataset_name(demo.layouts[0])}"
 
 
 def up(site_file: Path, paths: StackPaths) -> int:
@@ -180,7 +179,7 @@ lakehub is up ({time.monotonic() - started:.0f} s): {url}
   Log in as one of: {", ".join(users)}
   Passwords:        cat {paths.demo_logins}
   Students sign up at {url}/hub/signup; admins approve them at {url}/hub/authorize
-  Rucio:            {site.rucio.default.rucio_host}  (dataset {demo_did(site)})
+  Rucio:            {site.rucio.default.rucio_host}  (datasets like {demo_did(site)})
   Logs:             {paths.logs}/
   Stop:             make down      (keeps data)     Remove all: make clean
 """,

@@ -29,7 +29,8 @@ from spawner_hooks.rucio import (
 )
 from spawner_hooks.tokens import Issuer, oidc_identity
 
-log = logging.getLogger("lakehub.hooks")
+# a child of JupyterHub's own logger, so these lines land in the hub's log
+log = logging.getLogger("JupyterHub").getChild("lakehub")
 
 
 @dataclass

@@ -66,6 +66,8 @@ class LakehubLocalSpawner(LocalProcessSpawner):
         try:
             entry = pwd.getpwnam(name)
         except KeyError:
+            if self.system_users_file:  # recorded first, so `make clean` finds it whatever happens
+                await asyncio.to_thread(_append_line, Path(self.system_users_file), name)
             proc = await asyncio.create_subprocess_exec(
                 "useradd",
                 "--system",
@@ -82,11 +84,15 @@ class LakehubLocalSpawner(LocalProcessSpawner):
             _, err = await proc.communicate()
             if proc.returncode not in (0, 9):  # 9: created meanwhile by a concurrent spawn
                 raise RuntimeError(f"useradd {name} failed: {err.decode().strip()}") from None
-            if self.system_users_file:
-                await asyncio.to_thread(_append_line, Path(self.system_users_file), name)
             entry = pwd.getpwnam(name)
         await asyncio.to_thread(_make_private_home, home, entry.pw_uid, entry.pw_gid)
         return entry.pw_uid, entry.pw_gid
+
+    async def start(self):
+        # the spawn hook prepares the home too (to write into it); a hub without lakehub's
+        # hooks still needs the account and the home before the server can run
+        await self.prepare_home()
+        return await super().start()
 
     def make_preexec_fn(self, name):
         home = self.home_dir

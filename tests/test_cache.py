@@ -168,7 +168,7 @@ def test_a_students_kernel_reads_the_cache_but_cannot_change_it(local_stack):
     local_stack.admin.ensure_user(user)
     local_stack.admin.start_server(user)
     demo = local_stack.site.local.demo_data
-    did = f"{demo.scope}:{demo.dataset}"
+    did = f"{demo.scope}:{demo.dataset_name('GamGam')}"
     out = asyncio.run(
         run_in_kernel(
             local_stack.url, user, local_stack.admin_token, KERNEL_FETCH.replace("DID", did)
@@ -206,7 +206,7 @@ def test_rucio_jupyterlab_replica_mode_sees_the_cache_and_make_available_fills_i
 
     # a dataset the class already fetched: available, at its path in the cache
     demo = local_stack.site.local.demo_data
-    cached = f"{demo.scope}:{demo.dataset}"
+    cached = f"{demo.scope}:{demo.dataset_name('GamGam')}"
     fetch(cached, progress=False, url=cache_url(local_stack), token=local_stack.admin_token)
     wait_until(lambda: statuses(cached) == {"OK"}, timeout=30, what="the extension to answer")
     seen = details(cached)

@@ -1,4 +1,9 @@
-"""Tests for the deterministic GamGam demo-data generator (localstack.demo_data)."""
+"""Tests for the deterministic demo-data generator (localstack.demo_data).
+
+The GamGam tests come first; the lepton layouts (2lep, 4lep, 1lep) and the layout registry
+follow.  Physics checks use explicit four-vector algebra on the written branches, so they do
+not depend on the analysis environment.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +16,17 @@ from localstack import demo_data
 from localstack.demo_data import (
     GAMGAM_BRANCHES,
     GAMGAM_COUNTER,
+    LAYOUTS,
+    LEPTON_BRANCHES,
+    LEPTON_COUNTER,
+    MET_BRANCHES,
     generate_dataset,
+    generate_file,
     generate_gamgam,
+    simulate,
+    simulate_1lep,
+    simulate_2lep,
+    simulate_4lep,
     simulate_gamgam,
 )
 
@@ -206,3 +220,281 @@ def test_cli_bad_arguments_give_one_line(tmp_path, capsys, bad):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "error:" in err
     assert "Traceback" not in err
+
+
+def test_gamgam_output_is_pinned():
+    """Refactoring the generator must not change the GamGam files.
+
+    The local Rucio bootstrap refuses files whose checksums differ from the registered ones,
+    so a silent change would break existing installations.
+    """
+    pt = simulate_gamgam(200, seed=3).photons["photon_pt"][:3]
+    expected = [[33.619, 30.88, 29.336], [44.783, 42.161], [42.746, 38.524]]
+    assert [[round(v, 3) for v in event] for event in ak.to_list(pt)] == expected
+    assert demo_data._file_seed(2, 1) == 6609312287773032911
+    assert demo_data.dataset_file_name(3) == "demo.GamGam.data_03.root"
+
+
+# --- the lepton layouts -------------------------------------------------------------
+
+LEPTON_LAYOUTS = ("2lep", "4lep", "1lep")
+Z_MASS, W_MASS, H_MASS = 91.1876, 80.377, 125.0
+
+
+def _four_momenta(branches, count=None):
+    """(E, px, py, pz) of the leading ``count`` (default: all) leptons, as 2D float64 arrays.
+
+    Every event must have at least ``count`` leptons (or the same number, without ``count``).
+    """
+
+    def leading(name):
+        values = branches[name] if count is None else branches[name][:, :count]
+        return ak.to_numpy(values).astype(np.float64)
+
+    pt, eta, phi = leading("lep_pt"), leading("lep_eta"), leading("lep_phi")
+    return leading("lep_e"), pt * np.cos(phi), pt * np.sin(phi), pt * np.sinh(eta)
+
+
+def _invariant_mass(energy, px, py, pz):
+    squared = energy.sum(1) ** 2 - px.sum(1) ** 2 - py.sum(1) ** 2 - pz.sum(1) ** 2
+    return np.sqrt(np.clip(squared, 0.0, None))
+
+
+def _peak_and_sidebands(values, centre, half_width):
+    """Counts in a window around ``centre`` and the mean of the two equal windows beside it."""
+    edges = centre + half_width * np.array([-3.0, -1.0, 1.0, 3.0])
+    low, peak, high = np.histogram(values, bins=edges)[0]
+    return peak, 0.5 * (low + high)
+
+
+def _read_layout(path, layout):
+    with uproot.open(path) as handle:
+        return handle["analysis"].arrays(list(LAYOUTS[layout].branches))
+
+
+def test_registry_names_layouts_and_skims():
+    assert set(LAYOUTS) == {"GamGam", "2lep", "4lep", "1lep"}
+    assert {name: spec.skim for name, spec in LAYOUTS.items()} == {
+        "GamGam": "GamGam",
+        "2lep": "2to4lep",
+        "4lep": "4lep",
+        "1lep": "1LMET30",
+    }
+    for name, spec in LAYOUTS.items():
+        assert spec.name == name
+        assert 0.0 < spec.default_signal_fraction < 1.0
+    assert LAYOUTS["1lep"].branches == LEPTON_BRANCHES + MET_BRANCHES
+    with pytest.raises(ValueError, match="unknown layout"):
+        simulate("3lep", 10)
+    with pytest.raises(ValueError, match="unknown layout"):
+        generate_dataset("/nonexistent", layout="nope", progress=False)
+
+
+@pytest.mark.parametrize("layout", LEPTON_LAYOUTS)
+def test_lepton_layout_is_deterministic(tmp_path, layout):
+    first = _read_layout(generate_file(tmp_path / "a.root", layout, SMALL, seed=3), layout)
+    second = _read_layout(generate_file(tmp_path / "b.root", layout, SMALL, seed=3), layout)
+    other = simulate(layout, SMALL, seed=4).branches
+    for name in LAYOUTS[layout].branches:
+        assert ak.to_list(first[name]) == ak.to_list(second[name]), name
+    assert ak.to_list(first["lep_pt"]) != ak.to_list(other["lep_pt"])
+
+
+@pytest.mark.parametrize("layout", LEPTON_LAYOUTS)
+def test_lepton_file_layout(tmp_path, layout):
+    path = generate_file(tmp_path / "x.root", layout, 500, seed=2)
+    spec = LAYOUTS[layout]
+    with uproot.open(path) as handle:
+        tree = handle["analysis"]
+        assert tree.num_entries == 500
+        assert set(tree.keys()) == {*spec.branches, LEPTON_COUNTER}
+        types = tree.typenames()
+    for name in ("lep_pt", "lep_eta", "lep_phi", "lep_e", "lep_ptvarcone30", "lep_topoetcone20"):
+        assert types[name] == "float[]", (name, types[name])
+    assert types["lep_charge"] == types["lep_type"] == "int32_t[]"
+    assert types["lep_isTightID"] == types["lep_isTightIso"] == "bool[]"
+    assert types[LEPTON_COUNTER] == "int32_t"
+    if layout == "1lep":
+        assert types["met"] == types["met_phi"] == "float"
+    meta = demo_data.read_metadata(path)
+    assert meta["layout_name"] == layout and spec.skim in meta["layout"]
+    assert meta["n_events"] == 500 and meta["seed"] == 2
+
+
+@pytest.mark.parametrize(
+    ("layout", "multiplicity"), [("2lep", (2, 4)), ("4lep", (4, 5)), ("1lep", (1, 3))]
+)
+def test_leptons_are_well_formed(layout, multiplicity):
+    branches = simulate(layout, 5_000, seed=5).branches
+    counts = ak.to_numpy(ak.num(branches["lep_pt"]))
+    assert counts.min() == multiplicity[0] and counts.max() <= multiplicity[1]
+    assert np.mean(counts > multiplicity[0]) > 0.01  # extra leptons now and then
+    for name in LEPTON_BRANCHES:
+        assert ak.to_list(ak.num(branches[name])) == counts.tolist(), name
+    pt = branches["lep_pt"]
+    assert ak.all(pt[:, :-1] >= pt[:, 1:])  # ordered by pT
+    flavour = ak.flatten(branches["lep_type"])
+    assert set(np.unique(ak.to_numpy(flavour))) == {11, 13}
+    assert set(np.unique(ak.to_numpy(ak.flatten(branches["lep_charge"])))) == {-1, 1}
+    # the skim acceptance
+    abs_eta = abs(ak.flatten(branches["lep_eta"]))
+    assert ak.all(ak.flatten(pt) > 7.0)
+    assert ak.all(abs_eta[flavour == 11] < 2.47) and ak.all(abs_eta[flavour == 13] < 2.5)
+    # massive leptons: E^2 = p^2 + m^2 (float32 storage)
+    flat = {
+        name: ak.to_numpy(ak.flatten(branches[name])).astype(np.float64) for name in LEPTON_BRANCHES
+    }
+    momentum = flat["lep_pt"] * np.cosh(flat["lep_eta"])
+    mass = np.where(flat["lep_type"] == 11, 0.000511, 0.105658)
+    np.testing.assert_allclose(flat["lep_e"], np.sqrt(momentum**2 + mass**2), rtol=1e-4)
+    # identification and isolation separate prompt leptons from fakes, but not perfectly
+    tight = ak.to_numpy(ak.flatten(branches["lep_isTightID"]))
+    iso = ak.to_numpy(ak.flatten(branches["lep_isTightIso"]))
+    assert 0.5 < tight.mean() < 0.97 and 0.5 < iso.mean() < 0.97
+    rel_track = ak.flatten(branches["lep_ptvarcone30"] / pt)
+    rel_calo = ak.flatten(branches["lep_topoetcone20"] / pt)
+    np.testing.assert_array_equal(iso, ak.to_numpy((rel_track < 0.06) & (rel_calo < 0.06)))
+    assert ak.min(rel_track) == 0.0 and ak.min(rel_calo) < 0.0  # pile-up corrected calo iso
+
+
+def test_2lep_z_peak_in_both_flavours():
+    sample = simulate_2lep(20_000, seed=6)
+    b = sample.branches
+    assert sample.process_names[0] == "Z->ll"
+    assert 0.5 < sample.is_signal.mean() < 0.7
+    truth = sample.mass[sample.is_signal]
+    assert abs(np.median(truth) - Z_MASS) < 0.1  # Breit-Wigner centred at m_Z
+    assert 1.0 < np.subtract(*np.percentile(truth, [75, 25])) < 4.0  # FWHM = width 2.5 GeV
+
+    # in signal events without an extra lepton, the two leptons are the Z decay products
+    plain = sample.is_signal & (ak.to_numpy(ak.num(b["lep_pt"])) == 2)
+    lead = {name: b[name][plain] for name in LEPTON_BRANCHES}
+    mll = _invariant_mass(*_four_momenta(lead))
+    assert 0.005 < np.std((mll - sample.mass[plain]) / sample.mass[plain]) < 0.03  # smeared
+    flavour = ak.to_numpy(lead["lep_type"])
+    assert np.all(flavour[:, 0] == flavour[:, 1])
+    assert np.all(ak.to_numpy(lead["lep_charge"]).sum(axis=1) == 0)
+    assert 0.4 < np.mean(flavour[:, 0] == 11) < 0.6  # ee and mumu equally often
+
+    # the whole sample: a peak at 91 GeV above a falling background, e-mu and same-sign pairs
+    all_mll = _invariant_mass(*_four_momenta(b, 2))
+    peak, sidebands = _peak_and_sidebands(all_mll, Z_MASS, 5.0)
+    assert peak > 5 * sidebands
+    flavours = ak.to_numpy(b["lep_type"][:, :2])
+    charges = ak.to_numpy(b["lep_charge"][:, :2])
+    assert 0.03 < np.mean(flavours[:, 0] != flavours[:, 1]) < 0.3
+    assert 0.02 < np.mean(charges[:, 0] == charges[:, 1]) < 0.2
+
+
+def test_4lep_higgs_peak_and_zz_continuum():
+    sample = simulate_4lep(20_000, seed=7)
+    b = sample.branches
+    assert sample.process_names[0] == "H->ZZ*->4l"
+    assert 0.03 < sample.is_signal.mean() < 0.1
+    # in signal events without an extra lepton, the four leptons are the Higgs decay products
+    signal = sample.is_signal & (ak.to_numpy(ak.num(b["lep_pt"])) == 4)
+    m4l = _invariant_mass(*_four_momenta({k: v[signal] for k, v in b.items()}))
+    assert abs(np.median(m4l) - H_MASS) < 0.3
+    assert 0.5 < np.std(m4l[abs(m4l - H_MASS) < 10]) < 3.0
+    types = ak.to_numpy(b["lep_type"][signal])
+    assert set(np.unique(np.sort(types, axis=1).sum(axis=1))) == {44, 48, 52}  # 4e, 2e2mu, 4mu
+    assert np.all(ak.to_numpy(b["lep_charge"][signal]).sum(axis=1) == 0)
+
+    # the ZZ continuum: on-shell pairs above 2 m_Z, and some events under the Higgs peak
+    zz = sample.process == sample.process_names.index("ZZ")
+    zz_mass = sample.mass[zz]
+    assert np.mean(zz_mass > 2 * Z_MASS) > 0.3
+    assert np.mean((zz_mass > 115.0) & (zz_mass < 135.0)) > 0.03
+    # every event: a peak at 125 GeV well above its neighbourhood
+    all_m4l = _invariant_mass(*_four_momenta(b, 4))
+    peak, sidebands = _peak_and_sidebands(all_m4l, H_MASS, 5.0)
+    assert peak > sidebands + 10 * np.sqrt(sidebands)
+
+
+def test_1lep_transverse_mass_edge():
+    sample = simulate_1lep(20_000, seed=8)
+    b = sample.branches
+    assert sample.process_names[0] == "W->lnu"
+    assert ak.all(b["met"] > 30.0)  # the 1LMET30 skim
+    w = sample.is_signal
+    assert abs(np.median(sample.mass[w]) - W_MASS) < 0.1
+    pt = ak.to_numpy(b["lep_pt"][:, 0]).astype(np.float64)
+    dphi = ak.to_numpy(b["lep_phi"][:, 0]) - b["met_phi"]
+    mt = np.sqrt(2.0 * pt * b["met"] * (1.0 - np.cos(dphi)))
+    # the Jacobian peak sits just below m_W, the edge falls steeply above it
+    counts, edges = np.histogram(mt[w], bins=np.arange(40.0, 121.0, 2.0))
+    peak = edges[np.argmax(counts)]
+    assert W_MASS - 12.0 < peak < W_MASS
+    assert np.mean(mt[w] > W_MASS + 15.0) < 0.03
+    assert np.mean(mt[w] > W_MASS - 10.0) > 0.25
+    # the background: low mT for multijet, a tail beyond the edge for ttbar
+    multijet = sample.process == sample.process_names.index("multijet")
+    assert np.median(mt[multijet]) < 50.0
+    ttbar = sample.process == sample.process_names.index("ttbar")
+    assert np.mean(mt[ttbar] > 100.0) > 0.2
+    # more W+ than W-
+    charge = ak.to_numpy(b["lep_charge"][:, 0])[w]
+    assert 1.2 < np.sum(charge > 0) / np.sum(charge < 0) < 1.6
+
+
+def test_layouts_in_one_directory_names_seeds_and_reuse(tmp_path):
+    made = {
+        layout: generate_dataset(
+            tmp_path, n_files=2, n_events=300, seed=2, progress=False, layout=layout
+        )
+        for layout in LAYOUTS
+    }
+    for layout, paths in made.items():
+        assert [p.name for p in paths] == [f"demo.{layout}.data_{i:02d}.root" for i in (1, 2)]
+        assert demo_data.read_metadata(paths[0])["seed"] == demo_data._file_seed(2, 1, layout)
+    assert len({p.name for p in tmp_path.iterdir()}) == 2 * len(LAYOUTS)  # no temp files
+    # the same dataset seed gives different events in different layouts and files
+    seeds = {demo_data.read_metadata(p)["seed"] for paths in made.values() for p in paths}
+    assert len(seeds) == 2 * len(LAYOUTS)
+
+    mtimes = {p: p.stat().st_mtime_ns for paths in made.values() for p in paths}
+    again = generate_dataset(
+        tmp_path, n_files=2, n_events=300, seed=2, progress=False, layout="4lep"
+    )
+    assert again == made["4lep"]
+    assert all(p.stat().st_mtime_ns == mtimes[p] for p in again)
+    # a different signal fraction is a different dataset
+    changed = generate_dataset(
+        tmp_path,
+        n_files=1,
+        n_events=300,
+        seed=2,
+        progress=False,
+        layout="4lep",
+        signal_fraction=0.5,
+    )
+    assert demo_data.read_metadata(changed[0])["signal_fraction"] == 0.5
+    assert demo_data.read_metadata(made["4lep"][1])["signal_fraction"] != 0.5
+
+
+def test_signal_fraction_is_validated_for_every_layout(tmp_path):
+    for layout in LEPTON_LAYOUTS:
+        with pytest.raises(ValueError):
+            simulate(layout, 10, signal_fraction=-0.1)
+        with pytest.raises(ValueError):
+            generate_dataset(
+                tmp_path, n_files=1, n_events=10, layout=layout, signal_fraction=2.0, progress=False
+            )
+    only_signal = simulate_2lep(500, seed=1, signal_fraction=1.0)
+    assert only_signal.is_signal.all()
+    no_signal = simulate_4lep(500, seed=1, signal_fraction=0.0)
+    assert not no_signal.is_signal.any()
+
+
+def test_cli_writes_a_lepton_layout(tmp_path, capsys):
+    out = tmp_path / "out"
+    args = ["--out", str(out), "--layout", "1lep", "--files", "1", "--events", "200", "--quiet"]
+    assert demo_data.main(args) == 0
+    text = capsys.readouterr().out
+    assert "demo.1lep.data_01.root" in text and "1 written, 0 reused" in text
+    meta = demo_data.read_metadata(out / "demo.1lep.data_01.root")
+    assert meta["signal_fraction"] == LAYOUTS["1lep"].default_signal_fraction
+    with pytest.raises(SystemExit) as excinfo:
+        demo_data.main(["--out", str(out), "--layout", "5lep"])
+    assert excinfo.value.code == 2
+    assert capsys.readouterr().err.count("\n") == 1

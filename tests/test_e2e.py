@@ -63,7 +63,9 @@ print(json.dumps(result))
 
 def probe(local_stack, username: str) -> dict:
     demo = local_stack.site.local.demo_data
-    code = SESSION_PROBE.replace("SCOPE", demo.scope).replace("DATASET", demo.dataset)
+    code = SESSION_PROBE.replace("SCOPE", demo.scope).replace(
+        "DATASET", demo.dataset_name("GamGam")
+    )
     out = run_in_kernel_sync(local_stack, username, code)
     return json.loads(out.strip().splitlines()[-1])
 
@@ -122,7 +124,7 @@ def test_rucio_jupyterlab_lists_the_dataset_as_the_user(local_stack):
     assert check["success"] is True
     files = httpx.get(
         f"{base}/files",
-        params={"namespace": "local", "did": f"{demo.scope}:{demo.dataset}"},
+        params={"namespace": "local", "did": f"{demo.scope}:{demo.dataset_name('GamGam')}"},
         headers=headers,
         timeout=60,
     )
