@@ -25,6 +25,7 @@ ADMIN_SERVICE = "lakehub-admin"
 ISSUER_SERVICE = "lakehub-issuer"
 CACHE_SERVICE = "lakehub-cache"
 CACHE_ACCESS = f"access:services!service={CACHE_SERVICE}"
+TOKEN_ACCESS = f"access:services!service={ISSUER_SERVICE}"
 
 # What `make up`, `make test` and the benchmarks may do through the admin service token.
 ADMIN_SCOPES = [
@@ -39,7 +40,12 @@ ADMIN_SCOPES = [
     CACHE_ACCESS,
 ]
 # What a session's $JUPYTERHUB_API_TOKEN may do: JupyterHub's defaults plus the cache.
-SERVER_TOKEN_SCOPES = ["users:activity!user", "access:servers!server", CACHE_ACCESS]
+SERVER_TOKEN_SCOPES = [
+    "users:activity!user",
+    "access:servers!server",
+    CACHE_ACCESS,
+    TOKEN_ACCESS,
+]
 
 
 def issuer_url(site: Site) -> str:
@@ -105,6 +111,7 @@ def make_hooks(site: Site, paths: StackPaths) -> LakehubHooks:
         cache=ReplicaMode(rse=site.cache.rse, mount_path=root, pfn_prefix=root),
         cache_url=cache_url(site),
         cache_quota_bytes=int(site.cache.quota_gb * 1e9),
+        token_url=issuer_url(site),
     )
 
 
@@ -184,7 +191,9 @@ def configure(
     c.JupyterHub.services = [
         {"name": ADMIN_SERVICE, "api_token": admin_token},
         {
+            # signs tokens: public keys for Rucio, /api/token for running sessions
             "name": ISSUER_SERVICE,
+            "url": issuer_url(site),
             "command": [
                 sys.executable,
                 "-m",
@@ -193,6 +202,8 @@ def configure(
                 issuer_url(site),
                 "--key",
                 str(paths.issuer_key),
+                "--lifetime",
+                str(site.tokens.lifetime_seconds),
             ],
             "display": False,
         },
@@ -205,7 +216,7 @@ def configure(
     ]
     c.JupyterHub.load_roles = [
         {"name": "lakehub-admin", "scopes": ADMIN_SCOPES, "services": [ADMIN_SERVICE]},
-        {"name": "user", "scopes": ["self", CACHE_ACCESS]},
+        {"name": "user", "scopes": ["self", CACHE_ACCESS, TOKEN_ACCESS]},
     ]
 
 

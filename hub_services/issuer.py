@@ -1,4 +1,5 @@
-"""The hub's token issuer, as seen by Rucio: OpenID discovery and public keys.
+"""The hub's token issuer: OpenID discovery and public keys for Rucio, and (when run by
+the hub) fresh tokens for running sessions (``/api/token``, see hub_services.tokens).
 
 Run by JupyterHub as a managed service (``c.JupyterHub.services``).  The Rucio
 server fetches ``<issuer>/.well-known/openid-configuration`` and then ``jwks_uri``
@@ -15,13 +16,16 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from jupyterhub.services.auth import HubAuth
 from tornado import web
 
-from spawner_hooks.tokens import discovery_document, load_signing_key, public_jwks
+from hub_services.tokens import SERVICE_NAME, TokenBroker, TokenHandler
+from spawner_hooks.tokens import Issuer, discovery_document, load_signing_key, public_jwks
 
 log = logging.getLogger("lakehub.issuer")
 
@@ -40,26 +44,30 @@ class _JSON(web.RequestHandler):
     post = get
 
 
-def make_app(issuer_url: str, key_path: Path) -> web.Application:
+def make_app(
+    issuer_url: str,
+    key_path: Path,
+    broker: TokenBroker | None = None,
+    hub_auth: HubAuth | None = None,
+) -> web.Application:
+    """Discovery and keys for Rucio; with a broker, also ``/api/token`` for sessions."""
     key = load_signing_key(key_path)
     refusal = {
         "error": "unsupported_grant_type",
         "error_description": "this issuer signs tokens for the lakehub hub only; "
         "log in through the hub",
     }
-    return web.Application(
-        [
-            (
-                r"/\.well-known/openid-configuration",
-                _JSON,
-                {"body": discovery_document(issuer_url)},
-            ),
-            (r"/jwks", _JSON, {"body": public_jwks(key)}),
-            (r"/health", _JSON, {"body": {"ok": True}}),
-            (r"/(?:authorize|token|userinfo)", _JSON, {"body": refusal, "status": 400}),
-        ],
-        log_function=_quiet_log,
-    )
+    routes = [
+        (r"/\.well-known/openid-configuration", _JSON, {"body": discovery_document(issuer_url)}),
+        (r"/jwks", _JSON, {"body": public_jwks(key)}),
+        (r"/health", _JSON, {"body": {"ok": True}}),
+        (r"/(?:authorize|token|userinfo)", _JSON, {"body": refusal, "status": 400}),
+    ]
+    if broker is not None:
+        prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/").rstrip("/")
+        routes += [(r"/api/token", TokenHandler), (prefix + r"/api/token", TokenHandler)]
+        routes += [(prefix + r"/?", _JSON, {"body": {"ok": True}})]
+    return web.Application(routes, log_function=_quiet_log, broker=broker, hub_auth=hub_auth)
 
 
 def _quiet_log(handler: web.RequestHandler) -> None:
@@ -68,9 +76,18 @@ def _quiet_log(handler: web.RequestHandler) -> None:
         log.info("%d %s %s", status, handler.request.method, handler.request.path)
 
 
-async def serve(issuer_url: str, key_path: Path) -> None:
+async def serve(issuer_url: str, key_path: Path, lifetime: int) -> None:
     parts = urlsplit(issuer_url)
-    app = make_app(issuer_url, key_path)
+    broker = hub_auth = None
+    if "JUPYTERHUB_API_TOKEN" in os.environ:  # run by the hub: serve sessions' renewals too
+        broker = TokenBroker(Issuer(issuer_url, load_signing_key(key_path), lifetime))
+        hub_auth = HubAuth(
+            api_token=os.environ["JUPYTERHUB_API_TOKEN"],
+            api_url=os.environ["JUPYTERHUB_API_URL"],
+            cache_max_age=300,
+        )
+        hub_auth.access_scopes = {f"access:services!service={SERVICE_NAME}"}
+    app = make_app(issuer_url, key_path, broker, hub_auth)
     app.listen(parts.port or 80, address=parts.hostname or "127.0.0.1")
     log.info("issuer %s serving public keys", issuer_url)
     await asyncio.Event().wait()
@@ -80,12 +97,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--issuer-url", required=True)
     parser.add_argument("--key", required=True, type=Path, help="the signing key file (JWK)")
+    parser.add_argument("--lifetime", type=int, default=3600, help="seconds a token lives")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[lakehub-issuer] %(message)s")
     if not args.key.is_file():
         print(f"lakehub-issuer: key file {args.key} does not exist", file=sys.stderr)
         return 2
-    asyncio.run(serve(args.issuer_url.rstrip("/"), args.key))
+    asyncio.run(serve(args.issuer_url.rstrip("/"), args.key, args.lifetime))
     return 0
 
 

@@ -1,4 +1,5 @@
-"""Jupyter server extension: make rucio-jupyterlab use the hub-issued token at once.
+"""Jupyter server extension: keep the session's Rucio token fresh (lakehub.tokens) and
+make rucio-jupyterlab use the hub-issued token at once.
 
 rucio-jupyterlab only calls Rucio for an instance after credentials for it were stored
 in its own small database (normally when a person picks an auth method in its settings
@@ -19,7 +20,32 @@ def instances_using_token_file(server_config: dict) -> list[str]:
     return [i["name"] for i in rucio.get("instances", []) if i.get("oidc_auth") == "file"]
 
 
+def _start_token_refresher(server_app) -> None:
+    from tornado.ioloop import IOLoop
+
+    from lakehub.tokens import from_environment
+
+    refresher = from_environment(server_app.log)
+    if refresher is None:
+        return
+
+    async def keep_fresh() -> None:
+        try:
+            await refresher.run()
+        except Exception:  # the refresher must never take the server down
+            server_app.log.exception("lakehub: the token refresher stopped")
+
+    # the loop that the server is about to run; the task lives as long as the server
+    IOLoop.current().add_callback(keep_fresh)
+    server_app.log.info("lakehub: keeping %s fresh", refresher.token_file)
+
+
 def _load_jupyter_server_extension(server_app) -> None:
+    _start_token_refresher(server_app)
+    _configure_rucio_jupyterlab(server_app)
+
+
+def _configure_rucio_jupyterlab(server_app) -> None:
     names = instances_using_token_file(server_app.config)
     if not names:
         return

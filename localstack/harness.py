@@ -49,7 +49,12 @@ def stack_folder() -> Path:
 
 
 def write_site(
-    folder: Path, *, events: int = 5000, cache: dict | None = None, **local_overrides
+    folder: Path,
+    *,
+    events: int = 5000,
+    cache: dict | None = None,
+    tokens: dict | None = None,
+    **local_overrides,
 ) -> Path:
     """A site file like examples/site.local.yaml, on free ports and with small demo data."""
     data = yaml.safe_load((REPO / "examples" / "site.local.yaml").read_text())
@@ -66,6 +71,7 @@ def write_site(
     )
     data["local"]["demo_data"]["events"] = events
     data.setdefault("cache", {}).update(rule_poll_seconds=1, **(cache or {}))
+    data.setdefault("tokens", {}).update(tokens or {})
     path = folder / "site.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
@@ -160,34 +166,57 @@ def unique_user(prefix: str = "u") -> str:
     return f"{prefix}{uuid.uuid4().hex[:8]}"
 
 
-async def run_in_kernel(
-    base_url: str, username: str, token: str, code: str, limit_s: float = 120
-) -> str:
-    """Execute ``code`` in a new kernel of ``username``'s server; return its stdout.
+class KernelSession:
+    """One kernel of a user's server, kept open for several executions (its variables
+    survive between them), through the proxy as JupyterLab does."""
 
-    Talks to the single-user server through the proxy with the Jupyter server REST API
-    and the kernel's websocket, as JupyterLab does.  Raises on an error in the code.
-    """
-    from tornado.httpclient import AsyncHTTPClient
+    def __init__(self, base_url: str, username: str, token: str):
+        self.server = f"{base_url}/user/{username}"
+        self.username = username
+        self.headers = {"Authorization": f"token {token}"}
+        self.kernel_id: str | None = None
+        self.conn = None
 
-    headers = {"Authorization": f"token {token}"}
-    server = f"{base_url}/user/{username}"
-    http = AsyncHTTPClient()
-    resp = await http.fetch(
-        f"{server}/api/kernels", method="POST", body="{}", headers=headers, request_timeout=60
-    )
-    kernel_id = json.loads(resp.body)["id"]
-    ws_url = server.replace("http://", "ws://") + f"/api/kernels/{kernel_id}/channels"
-    try:
-        conn = await websocket_connect(HTTPRequest(ws_url, headers=headers))
+    async def __aenter__(self) -> KernelSession:
+        from tornado.httpclient import AsyncHTTPClient
+
+        resp = await AsyncHTTPClient().fetch(
+            f"{self.server}/api/kernels",
+            method="POST",
+            body="{}",
+            headers=self.headers,
+            request_timeout=60,
+        )
+        self.kernel_id = json.loads(resp.body)["id"]
+        ws_url = self.server.replace("http://", "ws://") + f"/api/kernels/{self.kernel_id}/channels"
+        self.conn = await websocket_connect(HTTPRequest(ws_url, headers=self.headers))
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        from tornado.httpclient import AsyncHTTPClient
+
+        if self.conn is not None:
+            self.conn.close()
+        try:
+            await AsyncHTTPClient().fetch(
+                f"{self.server}/api/kernels/{self.kernel_id}",
+                method="DELETE",
+                headers=self.headers,
+                request_timeout=30,
+            )
+        except HTTPClientError:
+            pass
+
+    async def execute(self, code: str, limit_s: float = 120) -> str:
+        """Run ``code``; return its stdout; raise AssertionError with the traceback."""
         msg_id = uuid.uuid4().hex
-        await conn.write_message(
+        await self.conn.write_message(
             json.dumps(
                 {
                     "header": {
                         "msg_id": msg_id,
-                        "username": username,
-                        "session": uuid.uuid4().hex,
+                        "username": self.username,
+                        "session": msg_id,
                         "msg_type": "execute_request",
                         "version": "5.3",
                     },
@@ -211,7 +240,7 @@ async def run_in_kernel(
         async def collect() -> None:
             nonlocal error
             while True:
-                raw = await conn.read_message()
+                raw = await self.conn.read_message()
                 if raw is None:
                     raise RuntimeError("kernel websocket closed")
                 msg = json.loads(raw)
@@ -226,20 +255,17 @@ async def run_in_kernel(
                     return
 
         await asyncio.wait_for(collect(), limit_s)
-        conn.close()
         if error:
-            raise AssertionError(f"code failed in {username}'s kernel:\n{error}")
+            raise AssertionError(f"code failed in {self.username}'s kernel:\n{error}")
         return "".join(out)
-    finally:
-        try:
-            await http.fetch(
-                f"{server}/api/kernels/{kernel_id}",
-                method="DELETE",
-                headers=headers,
-                request_timeout=30,
-            )
-        except HTTPClientError:
-            pass
+
+
+async def run_in_kernel(
+    base_url: str, username: str, token: str, code: str, limit_s: float = 120
+) -> str:
+    """Execute ``code`` in a new kernel of ``username``'s server; return its stdout."""
+    async with KernelSession(base_url, username, token) as kernel:
+        return await kernel.execute(code, limit_s)
 
 
 def user_tokens(s: Stack, username: str, scopes: list[str] | None = None) -> tuple[str, str]:

@@ -38,8 +38,18 @@ def say(message: str) -> None:
 
 
 def prepare_secrets(paths: StackPaths) -> None:
-    paths.secrets.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.chmod(paths.secrets, 0o700)
+    """Create the state's private folders (only the hub's account may enter them: the
+    Rucio database holds validated tokens, the hub database hashed ones) and the secrets."""
+    for folder in (
+        paths.secrets,
+        paths.rucio,
+        paths.hub,
+        paths.logs,
+        paths.run,
+        paths.cache_service,
+    ):
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(folder, 0o700)
     create_signing_key(paths.issuer_key)
     if not paths.admin_token.exists():
         write_private(paths.admin_token, secrets.token_hex(32))

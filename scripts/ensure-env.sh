@@ -14,7 +14,7 @@ stamp=$venv/.lakehub-lock-sha
 # per-user accounts that run single-user servers when the hub runs as root).
 python=/usr/bin/python3.11
 [ -x "$python" ] || python=$(command -v python3.11)
-want="$(cat "$lock" "$top/pyproject.toml" | sha256sum | cut -d' ' -f1) $python"
+want="$(cat "$lock" "$top/pyproject.toml" "$0" | sha256sum | cut -d' ' -f1) $python"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi
@@ -30,5 +30,10 @@ rm -rf "$venv"
 if [ "$name" != rucio-server ]; then
   # the project's own packages (hub_config, spawner_hooks, hub_services, lakehub)
   "$uv" pip install --quiet --python "$venv/bin/python" --no-deps -e "$top"
+fi
+if [ "$name" = analysis ]; then
+  # long-lived rucio Client objects pick up renewed tokens (see lakehub/rucio_compat.py)
+  purelib=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')
+  echo "import lakehub.rucio_compat" > "$purelib/lakehub-rucio-compat.pth"
 fi
 echo "$want" > "$stamp"

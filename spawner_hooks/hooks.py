@@ -120,6 +120,7 @@ class LakehubHooks:
         cache: session.ReplicaMode | None = None,
         cache_url: str | None = None,
         cache_quota_bytes: int = 0,
+        token_url: str | None = None,
     ):
         self.site = site
         self.issuer = issuer
@@ -127,6 +128,7 @@ class LakehubHooks:
         self.clock = clock
         self.cache = cache
         self.cache_url = cache_url
+        self.token_url = token_url
         default = site.rucio.default.name
         self.accounts = {
             i.name: RucioAccounts(
@@ -176,7 +178,7 @@ class LakehubHooks:
             token=token,
             token_expires=now + self.issuer.lifetime,
             files=files,
-            env=session.session_env(paths, cache_url=self.cache_url),
+            env=session.session_env(paths, cache_url=self.cache_url, token_url=self.token_url),
             problems=problems,
         )
 

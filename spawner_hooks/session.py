@@ -143,7 +143,10 @@ def rucio_jupyterlab_config(
 
 
 def session_env(
-    paths: SessionPaths, token_path: str | None = None, cache_url: str | None = None
+    paths: SessionPaths,
+    token_path: str | None = None,
+    cache_url: str | None = None,
+    token_url: str | None = None,
 ) -> dict[str, str]:
     """Environment variables for the single-user server: paths and URLs, never a secret."""
     env = {
@@ -158,6 +161,8 @@ def session_env(
     }
     if cache_url:
         env["LAKEHUB_CACHE_URL"] = cache_url
+    if token_url:  # where the session's refresher renews the token (lakehub.tokens)
+        env["LAKEHUB_TOKEN_URL"] = token_url
     return env
 
 

@@ -1,0 +1,142 @@
+"""Keep the session's Rucio token file fresh while the server runs.
+
+Started by lakehub's Jupyter server extension.  Before the token in
+``$BEARER_TOKEN_FILE`` reaches its last third of life, the refresher asks the hub's token
+service (``$LAKEHUB_TOKEN_URL``, with the session's own ``$JUPYTERHUB_API_TOKEN``) for a
+new one and replaces the file atomically (mode 0600, no trailing newline, as
+rucio-clients and rucio-jupyterlab expect).  The ``rucio`` CLI reads the file at every
+call and rucio-jupyterlab re-reads it when its cached token expires, so both keep
+working without a restart.
+
+When renewal fails (hub or Rucio unreachable) it logs once, writes
+``~/LAKEHUB-TOKEN-NOTICE.md``, retries with growing pauses and removes the note on success.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+
+NOTICE = "LAKEHUB-TOKEN-NOTICE.md"
+MIN_PAUSE = 5.0
+MAX_PAUSE = 300.0
+
+
+def token_times(token: str) -> tuple[int, int]:
+    """(issued-at, expiry) of a JWT, read without verifying it (pure)."""
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        return int(claims.get("iat") or claims.get("nbf") or 0), int(claims["exp"])
+    except (IndexError, KeyError, ValueError, TypeError):
+        return 0, 0
+
+
+def seconds_until_renewal(issued: int, expires: int, now: float) -> float:
+    """When to renew: once two thirds of the lifetime have passed (pure)."""
+    lifetime = max(expires - issued, 0)
+    return max(expires - lifetime / 3 - now, 0.0)
+
+
+def next_pause(previous: float) -> float:
+    """Back-off after a failed renewal: 5 s, 10 s, 20 s ... at most 5 minutes (pure)."""
+    return min(max(previous * 2, MIN_PAUSE), MAX_PAUSE)
+
+
+def write_token(path: Path, token: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(token.strip())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class TokenRefresher:
+    def __init__(
+        self,
+        token_file: Path,
+        service_url: str,
+        api_token: str,
+        home: Path,
+        log: logging.Logger,
+        clock=time.time,
+    ):
+        self.token_file = token_file
+        self.service_url = service_url.rstrip("/")
+        self.api_token = api_token
+        self.home = home
+        self.log = log
+        self.clock = clock
+        self.failing = False
+
+    def current_times(self) -> tuple[int, int]:
+        try:
+            return token_times(self.token_file.read_text())
+        except OSError:
+            return 0, 0
+
+    async def renew(self) -> int:
+        """Fetch and install a new token; returns its expiry."""
+        import httpx
+
+        async with httpx.AsyncClient(timeout=30) as client:
+            r = await client.get(
+                f"{self.service_url}/api/token",
+                headers={"Authorization": f"token {self.api_token}"},
+            )
+        if r.status_code != 200:
+            raise RuntimeError(f"the token service answered HTTP {r.status_code}")
+        body = r.json()
+        await asyncio.to_thread(write_token, self.token_file, body["token"])
+        return int(body["expires"])
+
+    def _notice(self, problem: str | None) -> None:
+        path = self.home / NOTICE
+        if problem is None:
+            path.unlink(missing_ok=True)
+            return
+        path.write_text(
+            "# Your Rucio token could not be renewed\n\n"
+            f"{problem}\n\nlakehub keeps trying; Rucio commands may fail until it succeeds.\n"
+        )
+
+    async def run(self) -> None:
+        pause = 0.0
+        while True:
+            issued, expires = self.current_times()
+            wait = (
+                seconds_until_renewal(issued, expires, self.clock()) if not self.failing else pause
+            )
+            await asyncio.sleep(wait)
+            try:
+                await self.renew()
+            except Exception as exc:  # network errors come in many types; all mean "retry"
+                pause = next_pause(pause)
+                if not self.failing:
+                    self.log.warning("lakehub: could not renew the Rucio token (%s); retrying", exc)
+                    await asyncio.to_thread(self._notice, f"The last attempt said: {exc}.")
+                self.failing = True
+                continue
+            if self.failing:
+                self.log.info("lakehub: the Rucio token is renewed again")
+                await asyncio.to_thread(self._notice, None)
+            self.failing, pause = False, 0.0
+
+
+def from_environment(log: logging.Logger) -> TokenRefresher | None:
+    token_file = os.environ.get("BEARER_TOKEN_FILE")
+    url = os.environ.get("LAKEHUB_TOKEN_URL")
+    api_token = os.environ.get("JUPYTERHUB_API_TOKEN")
+    if not (token_file and url and api_token):
+        return None
+    return TokenRefresher(Path(token_file), url, api_token, Path.home(), log)
