@@ -307,7 +307,8 @@ async def serve(config: dict) -> None:
     )
     hub_auth.access_scopes = {f"access:services!service={SERVICE_NAME}"}
     app = make_app(service, hub_auth, os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/"))
-    app.listen(int(config["port"]), address="127.0.0.1")
+    # loopback for the local stack; the chart sets 0.0.0.0 so its Service can reach the pod
+    app.listen(int(config["port"]), address=config.get("address", "127.0.0.1"))
     for did_text in config.get("pinned", []):
         asyncio.create_task(_pin_at_start(service, did_text))
     log.info("cache service on 127.0.0.1:%s, cache %s", config["port"], config["root"])

@@ -15,6 +15,7 @@ and failures.  The exit status is 1 if anything failed.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -25,7 +26,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from hub_config.site import SiteError, load_site
 from hub_services.cache.layout import BadDID, parse_did
-from localstack.paths import REPO, StackPaths
 
 
 class Course(BaseModel):
@@ -104,11 +104,21 @@ def warm(course: Course, url: str, token: str, out=sys.stdout) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="fill the lakehub shared cache before class")
     parser.add_argument("--course", type=Path, required=True)
-    parser.add_argument("--site", type=Path, default=REPO / "examples" / "site.local.yaml")
+    parser.add_argument("--site", type=Path, help="site file of the local stack (make up)")
     args = parser.parse_args(argv)
     course = load_course(args.course)
+    # in a cluster job: the cache's address and a hub token come from the environment
+    if os.environ.get("LAKEHUB_CACHE_URL") and os.environ.get("JUPYTERHUB_API_TOKEN"):
+        return _run(course, os.environ["LAKEHUB_CACHE_URL"], os.environ["JUPYTERHUB_API_TOKEN"])
+    return _run_local(course, args.site)
+
+
+def _run_local(course: Course, site_file: Path | None) -> int:
+    from localstack.paths import REPO, StackPaths
+
+    site_file = site_file or REPO / "examples" / "site.local.yaml"
     try:
-        site = load_site(args.site)
+        site = load_site(site_file)
     except SiteError as exc:
         print(exc, file=sys.stderr)
         return 1
@@ -123,8 +133,12 @@ def main(argv: list[str] | None = None) -> int:
         print("the local stack has not been started: run `make up` first", file=sys.stderr)
         return 1
     url = f"http://127.0.0.1:{site.local.cache_port}"
+    return _run(course, url, paths.admin_token.read_text().strip())
+
+
+def _run(course: Course, url: str, token: str) -> int:
     try:
-        totals = warm(course, url, paths.admin_token.read_text().strip())
+        totals = warm(course, url, token)
     except httpx.HTTPError as exc:
         print(
             f"the cache service at {url} did not answer ({exc}); is `make up` running?",
