@@ -7,9 +7,12 @@ SITE ?= examples/site.local.yaml
 ARGS ?=
 LAKEHUB_HOME ?= $(CURDIR)/.lakehub
 export LAKEHUB_HOME
+# z2jh 4.4.0 values schema and defaults (data beside the repository, never copied in)
+LAKEHUB_Z2JH_REFERENCE ?= $(wildcard $(abspath $(CURDIR)/../shared/reference))
+export LAKEHUB_Z2JH_REFERENCE
 DEV_PY := $(LAKEHUB_HOME)/venvs/dev/bin/python
 
-.PHONY: help up down clean status test lint bench deps system-deps envs proxy check-site warm-cache
+.PHONY: help up down clean status test lint bench deps system-deps envs proxy check-site warm-cache push-notebooks course-status
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -47,6 +50,13 @@ warm-cache: deps ## fill the shared cache before class (COURSE=course.yaml)
 	@test -n "$(COURSE)" || { echo "usage: make warm-cache COURSE=examples/course.demo.yaml"; exit 2; }
 	@$(DEV_PY) -m hub_services.cache.warm --site $(SITE) --course $(COURSE)
 
+push-notebooks: envs ## publish a course's next revision to students (COURSE=name, SITE=...)
+	@test -n "$(COURSE)" || { echo "usage: make push-notebooks COURSE=<name from the site's courses:>"; exit 2; }
+	@$(DEV_PY) -m localstack.courses push --site $(SITE) --course $(COURSE)
+
+course-status: ## which student has which revision of each course (SITE=...)
+	@$(DEV_PY) -m localstack.courses status --site $(SITE)
+
 lint: envs ## ruff
 	@$(LAKEHUB_HOME)/venvs/dev/bin/ruff check .
 	@$(LAKEHUB_HOME)/venvs/dev/bin/ruff format --check .
@@ -60,3 +70,30 @@ images: ## container images: singleuser (+ hub when its z2jh base can be had); p
 
 bench: deps ## performance figures, one JSON object per line on stdout
 	@$(DEV_PY) -m benchmarks
+
+# --- Kubernetes (helm/lakehub, docs/deploy.md) ------------------------------------------
+# Also read: RELEASE, NAMESPACE, KUBE_CONTEXT, VALUES='extra.yaml ...', TIMEOUT, PURGE=1
+.PHONY: helm template diff deploy undeploy
+
+helm: ## the helm CLI, built once from its Go module and cached outside the repo
+	@bash scripts/ensure-helm.sh >/dev/null
+
+template: ## print the Kubernetes manifests for SITE (no cluster needed)
+	@bash scripts/ensure-env.sh dev >&2
+	@SITE=$(SITE) bash helm/deploy.sh template
+
+diff: ## show what `make deploy` would change in the cluster (SITE=...)
+	@bash scripts/ensure-env.sh dev >&2
+	@SITE=$(SITE) bash helm/deploy.sh diff
+
+deploy: ## render, validate, diff, then helm upgrade --install --wait --atomic (SITE=...)
+	@bash scripts/ensure-env.sh dev >&2
+	@SITE=$(SITE) bash helm/deploy.sh deploy
+
+undeploy: ## remove the release; keeps user volumes, cache and hub db unless PURGE=1
+	@bash scripts/ensure-env.sh dev >&2
+	@SITE=$(SITE) bash helm/deploy.sh undeploy
+
+.PHONY: k8s-tools
+k8s-tools: ## kube-apiserver, etcd, kwok for `pytest -m k8s` and the k8s bench; built once, cached outside the repo
+	@bash scripts/ensure-k8s-tools.sh >/dev/null

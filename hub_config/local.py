@@ -15,6 +15,7 @@ from pathlib import Path
 
 from hub_config.site import Site
 from localstack.paths import StackPaths, chp_binary, venv_bin
+from spawner_hooks.courses import CourseDelivery
 from spawner_hooks.files import write_private
 from spawner_hooks.hooks import HomeDelivery, LakehubHooks
 from spawner_hooks.rucio import AdminCredentials
@@ -89,6 +90,15 @@ def cache_service_config(site: Site, paths: StackPaths) -> dict:
     }
 
 
+def course_git_env(site: Site, paths: StackPaths) -> dict[str, str]:
+    """Lets students' git (spawn-time pulls and nbgitpuller links) read the mirrors."""
+    if not site.courses:
+        return {}
+    from localstack import courses as local_courses
+
+    return {"GIT_CONFIG_SYSTEM": str(local_courses.git_system_config(paths, site))}
+
+
 def make_hooks(site: Site, paths: StackPaths) -> LakehubHooks:
     issuer = Issuer(
         url=issuer_url(site),
@@ -103,6 +113,16 @@ def make_hooks(site: Site, paths: StackPaths) -> LakehubHooks:
     )
     delivery = HomeDelivery(site.notebooks.source, site.notebooks.target)
     root = str(cache_root(site, paths))
+    courses = None
+    if site.courses:  # pulled from the file:// mirrors that `make push-notebooks` fills
+        from localstack import courses as local_courses
+
+        courses = CourseDelivery(
+            local_courses.sources(site, paths),
+            venv_bin("analysis", "gitpuller"),
+            revisions_file=local_courses.revisions_file(paths),
+            env=course_git_env(site, paths),
+        )
     return LakehubHooks(
         site,
         issuer,
@@ -112,6 +132,7 @@ def make_hooks(site: Site, paths: StackPaths) -> LakehubHooks:
         cache_url=cache_url(site),
         cache_quota_bytes=int(site.cache.quota_gb * 1e9),
         token_url=issuer_url(site),
+        courses=courses,
     )
 
 
@@ -178,7 +199,7 @@ def configure(
     else:
         c.Spawner.cmd = [str(venv_bin("analysis", "jupyterhub-singleuser"))]
     c.Spawner.default_url = "/lab"
-    c.Spawner.environment = {"PATH": single_user_path()}
+    c.Spawner.environment = {"PATH": single_user_path(), **course_git_env(site, paths)}
     c.Spawner.server_token_scopes = SERVER_TOKEN_SCOPES
     c.Spawner.http_timeout = 90
     c.Spawner.start_timeout = 180

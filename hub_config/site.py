@@ -1,8 +1,9 @@
 """The site model: one validated description of a lakehub site.
 
-A sysadmin writes one YAML file (see ``examples/site.local.yaml``); everything else
-(the local JupyterHub configuration, later the z2jh values) is rendered from the
-:class:`Site` object built here.  Bad input never produces a traceback: :func:`load_site`
+A sysadmin writes one YAML file (see ``examples/site.local.yaml`` and
+``examples/site.cluster.yaml``); everything else (the local JupyterHub configuration, the
+z2jh Helm values in ``hub_config.values``) is rendered from the :class:`Site` object built
+here.  Bad input never produces a traceback: :func:`load_site`
 raises :class:`SiteError`, whose message names every offending field path.
 """
 
@@ -174,6 +175,93 @@ class NativeAuth(_Model):
     minimum_password_length: int = Field(10, ge=8, le=128)
 
 
+# Kubernetes object names: DNS-1123 labels (namespaces) and subdomains (Secrets, classes).
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+def _dns_label(value: str) -> str:
+    if not _DNS_LABEL.match(value):
+        raise ValueError(
+            "expected a Kubernetes name of at most 63 characters from a-z, 0-9 and '-',"
+            f" starting and ending with a letter or digit, got {value!r}"
+        )
+    return value
+
+
+def _dns_subdomain(value: str) -> str:
+    if len(value) > 253 or not _DNS_SUBDOMAIN.match(value):
+        raise ValueError(
+            "expected a Kubernetes object name (lowercase a-z, 0-9, '-' and '.', starting and"
+            f" ending with a letter or digit), got {value!r}"
+        )
+    return value
+
+
+KubeLabel = Annotated[str, AfterValidator(_dns_label)]
+KubeName = Annotated[str, AfterValidator(_dns_subdomain)]
+
+# OAuth scope tokens (RFC 6749 section 3.3): printable ASCII without space, '"' or '\\'.
+_SCOPE_TOKEN = re.compile(r"^[\x21\x23-\x5B\x5D-\x7E]+$")
+
+
+class OidcAuth(_Model):
+    """Login through the site's OpenID Connect provider (GenericOAuthenticator).
+
+    The hub keeps the provider's tokens in its encrypted auth state and exchanges the
+    access token for one with the Rucio audience (RFC 8693) when a server starts.  The
+    client secret and the auth-state key live in an existing Kubernetes Secret named by
+    ``secret_name``; the site file never holds them.
+    """
+
+    type: Literal["oidc"]
+    issuer: HttpUrl = Field(description="the provider's issuer URL (its 'iss' claim)")
+    client_id: str = Field(min_length=1, max_length=255)
+    secret_name: KubeName = Field(
+        description="existing Secret with the keys 'client-secret' and "
+        "'hub.config.CryptKeeper.keys' (the auth-state encryption key)"
+    )
+    username_claim: str = Field("preferred_username", min_length=1)
+    scopes: list[str] = Field(["openid", "profile", "email", "offline_access"], min_length=1)
+    token_exchange_audience: str = Field(
+        "rucio", min_length=1, description="audience asked for in the RFC 8693 exchange"
+    )
+    # the provider's endpoints, as its discovery document
+    # (<issuer>/.well-known/openid-configuration) lists them
+    authorize_url: HttpUrl
+    token_url: HttpUrl
+    userinfo_url: HttpUrl
+    admin_users: list[str] = Field(min_length=1)
+    allowed_groups: list[str] = Field(default_factory=list)
+    groups_claim: str = Field("groups", min_length=1)
+    allow_all: bool = Field(
+        False, description="let every account of the provider log in (else: allowed_groups)"
+    )
+
+    @field_validator("scopes")
+    @classmethod
+    def _scopes(cls, value: list[str]) -> list[str]:
+        bad = [s for s in value if not _SCOPE_TOKEN.match(s)]
+        if bad:
+            raise ValueError(f"scopes are single words without spaces or quotes, got {bad}")
+        if "openid" not in value:
+            raise ValueError(f"OpenID Connect needs the scope 'openid', got {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _someone_may_log_in(self) -> OidcAuth:
+        if not self.allow_all and not self.allowed_groups:
+            raise ValueError(
+                "auth: only the admin_users could log in; list allowed_groups (from the"
+                f" {self.groups_claim!r} claim) or set allow_all: true"
+            )
+        return self
+
+
+Auth = Annotated[NativeAuth | OidcAuth, Field(discriminator="type")]
+_AUTH_TYPES = "'native', 'oidc'"
+
+
 class Cache(_Model):
     """The shared, read-only dataset cache (hub_services.cache)."""
 
@@ -199,6 +287,46 @@ class Cache(_Model):
 class Notebooks(_Model):
     source: Path = Field(Path("../notebooks"), description="folder of notebooks to hand out")
     target: Annotated[str, AfterValidator(_relative_folder)] = "atlas-opendata"
+
+
+# A git remote: a URL with a scheme git understands, or scp-like ``user@host:path``.
+_GIT_URL = re.compile(r"^(https?|git|ssh|file)://\S+$|^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:\S+$")
+# What a branch name may look like here (a strict subset of git check-ref-format).
+_BRANCH = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._/-]{0,99}$")
+
+
+def _branch(value: str) -> str:
+    if not _BRANCH.match(value) or ".." in value or value.endswith((".", "/", ".lock")):
+        raise ValueError(
+            f"expected a git branch name such as 'main' or 'spring-2025', got {value!r}"
+        )
+    return value
+
+
+class Course(_Model):
+    """Course material in a git repository (or a folder lakehub turns into one), pulled
+    into every student's home with nbgitpuller; see docs/instructors.md."""
+
+    name: Identifier = Field(description="short name, used by `make push-notebooks COURSE=`")
+    source: str = Field(
+        min_length=1,
+        description="a git URL (https://, ssh://, git://, file://, user@host:path) or a local"
+        " folder (relative to the site file)",
+    )
+    branch: Annotated[str, AfterValidator(_branch)] = "main"
+    target: Annotated[str, AfterValidator(_relative_folder)] = Field(
+        description="folder in each student's home"
+    )
+
+    @property
+    def is_git_url(self) -> bool:
+        return bool(_GIT_URL.match(self.source))
+
+
+def _overlap(a: str, b: str) -> bool:
+    pa, pb = PurePosixPath(a.strip()).parts, PurePosixPath(b.strip()).parts
+    n = min(len(pa), len(pb))
+    return pa[:n] == pb[:n]
 
 
 DemoLayout = Literal["GamGam", "2lep", "4lep", "1lep"]
@@ -258,14 +386,343 @@ class Local(_Model):
         return self
 
 
+_IMAGE_REPOSITORY = re.compile(
+    r"^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-]+[a-z0-9]+)*)+$|^[a-z0-9]+([._-][a-z0-9]+)*$"
+)
+_IMAGE_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+# What JupyterHub's ByteSpecification accepts (powers of 1024): 512M, 2G, 1.5G.
+_MEMORY = re.compile(r"^[0-9]+(\.[0-9]+)?[KMGT]$")
+# A Kubernetes storage quantity in the usual binary or decimal units: 10Gi, 500G, 1Ti.
+_QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|K|M|G|T|P)$")
+
+
+def _memory(value: str) -> str:
+    if not _MEMORY.match(value):
+        raise ValueError(
+            f"expected a size with one of the suffixes K, M, G, T (as JupyterHub reads"
+            f" them, powers of 1024), for example '2G' or '512M', got {value!r}"
+        )
+    return value
+
+
+def _quantity(value: str) -> str:
+    if not _QUANTITY.match(value):
+        raise ValueError(f"expected a storage size such as '100Gi' or '2Ti', got {value!r}")
+    return value
+
+
+Memory = Annotated[str, AfterValidator(_memory)]
+Quantity = Annotated[str, AfterValidator(_quantity)]
+
+
+def memory_bytes(value: str) -> float:
+    """``'2G'`` -> 2 * 1024**3, as JupyterHub's ByteSpecification reads it."""
+    return float(value[:-1]) * 1024 ** ("KMGT".index(value[-1]) + 1)
+
+
+class Image(_Model):
+    repository: str = Field(description="image name without the tag, e.g. ghcr.io/org/lakehub")
+    tag: str = Field(description="image tag, e.g. 0.1.0")
+    pull_policy: Literal["IfNotPresent", "Always", "Never"] | None = None
+
+    @field_validator("repository")
+    @classmethod
+    def _repository(cls, value: str) -> str:
+        if not _IMAGE_REPOSITORY.match(value):
+            raise ValueError(
+                "expected an image name without tag or digest (lowercase, e.g."
+                f" 'registry.example.org/lakehub/singleuser'), got {value!r}"
+            )
+        return value
+
+    @field_validator("tag")
+    @classmethod
+    def _tag(cls, value: str) -> str:
+        if not _IMAGE_TAG.match(value):
+            raise ValueError(f"expected an image tag such as '0.1.0', got {value!r}")
+        return value
+
+    @property
+    def reference(self) -> str:
+        return f"{self.repository}:{self.tag}"
+
+
+class Images(_Model):
+    singleuser: Image = Image(repository="localhost/lakehub/singleuser", tag="0.1.0")
+    hub: Image = Image(repository="localhost/lakehub/hub", tag="0.1.0")
+
+
+class Profile(_Model):
+    """One choice on the spawn page: a size, and optionally another analysis image."""
+
+    name: str = Field(min_length=1, max_length=60, description="shown on the spawn page")
+    description: str = ""
+    cpu: float = Field(gt=0, le=256, description="CPU limit (cores)")
+    memory: Memory = Field(description="memory limit, e.g. '4G'")
+    cpu_guarantee: float | None = Field(None, gt=0, description="default: the limit")
+    memory_guarantee: Memory | None = Field(None, description="default: the limit")
+    image: Image | None = Field(None, description="default: kubernetes.images.singleuser")
+    default: bool = False
+
+    @model_validator(mode="after")
+    def _guarantees_within_limits(self) -> Profile:
+        if self.cpu_guarantee is not None and self.cpu_guarantee > self.cpu:
+            raise ValueError(
+                f"cpu_guarantee {self.cpu_guarantee} is more than the limit cpu {self.cpu}"
+            )
+        if self.memory_guarantee is not None and memory_bytes(self.memory_guarantee) > memory_bytes(
+            self.memory
+        ):
+            raise ValueError(
+                f"memory_guarantee {self.memory_guarantee} is more than the limit"
+                f" memory {self.memory}"
+            )
+        return self
+
+    @property
+    def slug(self) -> str:
+        return re.sub(r"[^a-z0-9]+", "-", self.name.lower()).strip("-") or "profile"
+
+
+class NfsExport(_Model):
+    server: str = Field(min_length=1, description="NFS server name or IP address")
+    path: str = Field(description="exported folder, absolute")
+
+    @field_validator("server")
+    @classmethod
+    def _server(cls, value: str) -> str:
+        try:
+            ipaddress.ip_address(value)
+            return value
+        except ValueError:
+            pass
+        if len(value) > 253 or not _DNS_SUBDOMAIN.match(value.lower()):
+            raise ValueError(f"expected a host name or an IP address, got {value!r}")
+        return value
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        path = PurePosixPath(value)
+        if not path.is_absolute() or ".." in path.parts:
+            raise ValueError(f"expected an absolute path on the NFS server, got {value!r}")
+        return value
+
+
+class CacheClaim(_Model):
+    """The shared cache's volume: ReadWriteMany, written by the cache service only."""
+
+    storage_class: KubeName | None = Field(
+        None, description="a StorageClass able to provision ReadWriteMany volumes"
+    )
+    size: Quantity = "100Gi"
+    nfs: NfsExport | None = Field(
+        None, description="use this NFS export instead of a StorageClass (a static volume)"
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> CacheClaim:
+        if self.nfs is not None and self.storage_class is not None:
+            raise ValueError(
+                "kubernetes.cache_claim: set either storage_class (provisioned volume) or"
+                " nfs (an existing export), not both"
+            )
+        return self
+
+
+class Culling(_Model):
+    """Stopping idle servers (jupyterhub-idle-culler, run by the z2jh hub)."""
+
+    enabled: bool = True
+    timeout_seconds: int = Field(3600, ge=300, le=7 * 86400)
+    every_seconds: int = Field(600, ge=60, le=86400)
+
+    @model_validator(mode="after")
+    def _every_below_timeout(self) -> Culling:
+        if self.every_seconds > self.timeout_seconds:
+            raise ValueError(
+                f"kubernetes.culling: every_seconds ({self.every_seconds}) must not exceed"
+                f" timeout_seconds ({self.timeout_seconds})"
+            )
+        return self
+
+
+def _tcp_port(value: int) -> int:
+    if not 1 <= value <= 65535:
+        raise ValueError(f"expected a TCP port between 1 and 65535, got {value}")
+    return value
+
+
+class EgressRule(_Model):
+    """A destination user pods may reach besides what z2jh allows (public IPs, DNS, hub).
+
+    z2jh keeps user pods away from private addresses; a Rucio server or storage on one
+    needs a rule: ``cidr`` for addresses, or ``namespace`` (+ ``pod_labels``) for
+    something running in the cluster.  ``ports`` default to those of the Rucio URLs.
+    """
+
+    description: str = ""
+    cidr: str | None = None
+    namespace: KubeLabel | None = None
+    pod_labels: dict[str, str] = Field(default_factory=dict)
+    ports: list[Annotated[int, Strict(), AfterValidator(_tcp_port)]] | None = Field(
+        None, min_length=1
+    )
+
+    @field_validator("cidr")
+    @classmethod
+    def _cidr(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return str(ipaddress.ip_network(value, strict=True))
+        except ValueError:
+            raise ValueError(
+                f"expected an address block such as '10.20.0.0/16' or '192.0.2.7/32'"
+                f" (host bits zero), got {value!r}"
+            ) from None
+
+    @model_validator(mode="after")
+    def _one_destination(self) -> EgressRule:
+        if (self.cidr is None) == (self.namespace is None):
+            raise ValueError("an egress rule names exactly one of cidr or namespace")
+        if self.pod_labels and self.namespace is None:
+            raise ValueError("pod_labels select pods in a namespace; set namespace as well")
+        return self
+
+
+class Kubernetes(_Model):
+    """A deployment on Kubernetes through the zero-to-jupyterhub chart (helm/lakehub)."""
+
+    namespace: KubeLabel = "lakehub"
+    public_url: HttpUrl | None = Field(
+        None, description="where students open the hub, e.g. https://hub.example.org"
+    )
+    images: Images = Images()
+    profiles: list[Profile] = Field(
+        default_factory=lambda: [Profile(name="Standard", cpu=2, memory="4G", default=True)],
+        min_length=1,
+    )
+    cache_claim: CacheClaim = CacheClaim()
+    culling: Culling = Culling()
+    egress: list[EgressRule] = Field(default_factory=list)
+    rucio_admin_secret: KubeName = Field(
+        "lakehub-rucio-admin",
+        description="existing Secret whose key 'password' is the Rucio admin's password",
+    )
+    rucio_admin_username: str = Field(
+        "root", min_length=1, description="userpass login of the Rucio admin account"
+    )
+    issuer_key_secret: KubeName = Field(
+        "lakehub-issuer-key",
+        description="existing Secret with the hub issuer's signing key (key 'issuer-key.json');"
+        " native logins only (OIDC sites exchange the provider's token instead)",
+    )
+    issuer_url: HttpUrl | None = Field(
+        None,
+        description="native logins: the issuer URL the Rucio server trusts for the hub's"
+        " tokens (its 'iss'); required with auth.type native",
+    )
+
+    @model_validator(mode="after")
+    def _profiles_consistent(self) -> Kubernetes:
+        names = [p.name for p in self.profiles]
+        slugs = [p.slug for p in self.profiles]
+        dupes = sorted({n for n, s in zip(names, slugs, strict=True) if slugs.count(s) > 1})
+        if dupes:
+            raise ValueError(f"kubernetes.profiles: names must differ; repeated: {dupes}")
+        defaults = [p.name for p in self.profiles if p.default]
+        if len(defaults) > 1:
+            raise ValueError(f"kubernetes.profiles: at most one default, got {defaults}")
+        return self
+
+    @property
+    def default_profile(self) -> Profile:
+        return next((p for p in self.profiles if p.default), self.profiles[0])
+
+
 class Site(_Model):
     name: str = Field(min_length=1, max_length=80)
     rucio: Rucio
     tokens: Tokens = Tokens()
-    auth: NativeAuth  # OIDC login joins as a second kind with the Kubernetes bundle
+    auth: Auth
     cache: Cache = Cache()
     notebooks: Notebooks = Notebooks()
+    courses: list[Course] = Field(default_factory=list)
     local: Local | None = None
+    kubernetes: Kubernetes | None = None
+
+    @model_validator(mode="after")
+    def _courses_distinct(self) -> Site:
+        names = [c.name for c in self.courses]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"courses: names must be unique; repeated: {', '.join(dupes)}")
+        for i, course in enumerate(self.courses):
+            where = f"courses[{i}].target"
+            if _overlap(course.target, self.notebooks.target):
+                raise ValueError(
+                    f"{where}: {course.target!r} overlaps notebooks.target"
+                    f" {self.notebooks.target!r}; give the course a folder of its own"
+                )
+            for other in self.courses[:i]:
+                if _overlap(course.target, other.target):
+                    raise ValueError(
+                        f"{where}: {course.target!r} overlaps the target {other.target!r}"
+                        f" of course {other.name!r}; each course needs a folder of its own"
+                    )
+        return self
+
+    @model_validator(mode="after")
+    def _oidc_is_for_clusters(self) -> Site:
+        if self.auth.type == "oidc" and self.local is not None:
+            raise ValueError(
+                "auth.type: the local stack (local:) logs students in with 'native';"
+                " 'oidc' is for cluster sites (kubernetes:)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _native_cluster_names_its_issuer(self) -> Site:
+        if self.kubernetes is not None and self.auth.type == "native":
+            if self.kubernetes.issuer_url is None:
+                raise ValueError(
+                    "kubernetes.issuer_url: native logins on a cluster need the URL of the"
+                    " hub's token issuer that the Rucio server trusts (or use auth.type oidc)"
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _cluster_can_reach_rucio(self) -> Site:
+        """User pods cannot reach this machine's loopback, nor private addresses that no
+        egress rule opens (z2jh's network policy blocks them)."""
+        if self.kubernetes is None:
+            return self
+        blocks = [
+            ipaddress.ip_network(r.cidr) for r in self.kubernetes.egress if r.cidr is not None
+        ]
+        for n, instance in enumerate(self.rucio.instances):
+            for field_name in ("rucio_host", "auth_host"):
+                url = getattr(instance, field_name)
+                host = urlsplit(url).hostname if url else None
+                if not host:
+                    continue
+                where = f"rucio.instances[{n}].{field_name}"
+                if _is_loopback(host):
+                    raise ValueError(
+                        f"{where}: {url!r} is a loopback address; pods on the cluster cannot"
+                        " reach it (use the Rucio server's cluster or public address)"
+                    )
+                try:
+                    address = ipaddress.ip_address(host)
+                except ValueError:
+                    continue  # a name: resolved by the cluster's DNS, not checkable here
+                if address.is_private and not any(address in b for b in blocks):
+                    raise ValueError(
+                        f"{where}: {host} is a private address and user pods may not reach"
+                        " it; add a kubernetes.egress rule whose cidr contains it"
+                    )
+        return self
 
     @model_validator(mode="after")
     def _embedded_rucio_is_loopback(self) -> Site:
@@ -315,7 +772,7 @@ def _location(loc: tuple) -> str:
     for item in loc:
         if isinstance(item, int):
             parts.append(f"[{item}]")
-        elif item in ("native",) or str(item).startswith("function-"):
+        elif item in ("native", "oidc") or str(item).startswith("function-"):
             continue  # discriminator tags and validator names are noise for a reader
         else:
             parts.append(("." if parts else "") + str(item))
@@ -335,7 +792,15 @@ def _describe(error: dict) -> str:
     message = error["msg"].removeprefix("Value error, ")
     if _PATH_PREFIX.match(message):  # a model-level check that names its own field
         return message
-    if kind in ("literal_error", "union_tag_invalid"):
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        # a discriminated union (auth): name the field that picks the kind
+        ctx = error.get("ctx", {})
+        field = str(ctx.get("discriminator", "type")).strip("'\"")
+        expected = ctx.get("expected_tags") or _AUTH_TYPES
+        if kind == "union_tag_not_found":
+            return f"{where}.{field}: required field is missing (one of {expected})"
+        return f"{where}.{field}: expected one of {expected}, got {ctx.get('tag')!r}"
+    if kind == "literal_error":
         return f"{where}: {message}"
     received = error.get("input")
     if kind.endswith("_type") or kind.endswith("_parsing"):
@@ -359,8 +824,8 @@ def parse_site(data: object, source: str = "site file") -> Site:
 def load_site(path: str | os.PathLike[str]) -> Site:
     """Read, validate and resolve a site file.
 
-    Relative paths inside the file (notebooks.source, cache.path, rucio ca_cert) are
-    resolved against the folder holding the site file.
+    Relative paths inside the file (notebooks.source, course folders, cache.path, rucio
+    ca_cert) are resolved against the folder holding the site file.
     """
     path = Path(path)
     try:
@@ -396,6 +861,10 @@ def resolve_paths(site: Site, base: Path) -> Site:
                 update={"source": anchor(site.notebooks.source)}
             ),
             "cache": site.cache.model_copy(update={"path": anchor(site.cache.path)}),
+            "courses": [
+                c if c.is_git_url else c.model_copy(update={"source": str(anchor(Path(c.source)))})
+                for c in site.courses
+            ],
         }
     )
 

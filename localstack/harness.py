@@ -54,6 +54,7 @@ def write_site(
     events: int = 5000,
     cache: dict | None = None,
     tokens: dict | None = None,
+    courses: list | None = None,
     **local_overrides,
 ) -> Path:
     """A site file like examples/site.local.yaml, on free ports and with small demo data."""
@@ -72,6 +73,7 @@ def write_site(
     data["local"]["demo_data"]["events"] = events
     data.setdefault("cache", {}).update(rule_poll_seconds=1, **(cache or {}))
     data.setdefault("tokens", {}).update(tokens or {})
+    data["courses"] = courses or []  # the example's course only where a test asks for one
     path = folder / "site.yaml"
     path.write_text(yaml.safe_dump(data))
     return path

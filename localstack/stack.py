@@ -60,7 +60,7 @@ def hub_env(
 ) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RUCIO_", "JUPYTER"))}
     env.update(
-        LAKEHUB_SITE=str(site_file),
+        LAKEHUB_SITE=str(site_file.resolve()),
         LAKEHUB_STATE=str(paths.state),
         LAKEHUB_HOOKS="1" if with_hooks else "0",
         LAKEHUB_MOCK_SERVERS="1" if mock_servers else "0",
@@ -168,6 +168,20 @@ def demo_did(site: Site) -> str:
     return f"{demo.scope}:{demo.dataset_name(demo.layouts[0])}"
 
 
+def publish_first_revisions(site: Site, paths: StackPaths) -> None:
+    """Courses never published get their first revision, so students have it at once;
+    later revisions are the instructor's call (`make push-notebooks`)."""
+    from localstack.courses import CourseError, mirror, push
+
+    for course in site.courses:
+        if (mirror(paths, course.name) / "HEAD").exists():
+            continue
+        try:
+            print(push(site, paths, course.name).text(), flush=True)
+        except CourseError as exc:
+            say(f"course {course.name} not published: {exc}")
+
+
 def up(site_file: Path, paths: StackPaths) -> int:
     started = time.monotonic()
     site = load_site(site_file)
@@ -179,6 +193,7 @@ def up(site_file: Path, paths: StackPaths) -> int:
 
     start_rucio(site, paths, issuer_url(site))
     load_demo_data(site, paths)
+    publish_first_revisions(site, paths)
     start_hub(site_file, paths, site)
     users = ensure_demo_logins(site, paths)
     url = f"http://127.0.0.1:{site.local.hub_port}"

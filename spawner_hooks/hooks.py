@@ -5,7 +5,8 @@ everything with the pure builders in :mod:`spawner_hooks.session`, does network 
 asynchronously (:mod:`spawner_hooks.rucio`), and hands the results to a *delivery*:
 :class:`HomeDelivery` writes files into the user's home (local mode).  A failure to
 reach Rucio never fails the spawn: the user finds ``LAKEHUB-NOTICE.md`` in their home
-and the hub log has one line saying why.
+and the hub log has one line saying why.  Course material from the site's ``courses:``
+is pulled afterwards by :class:`spawner_hooks.courses.CourseDelivery` (nbgitpuller).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path, PurePosixPath
 
 from hub_config.site import Site
 from spawner_hooks import notebooks, session
+from spawner_hooks.courses import CourseDelivery
 from spawner_hooks.names import rucio_account
 from spawner_hooks.rucio import (
     AccountCollision,
@@ -121,8 +123,10 @@ class LakehubHooks:
         cache_url: str | None = None,
         cache_quota_bytes: int = 0,
         token_url: str | None = None,
+        courses: CourseDelivery | None = None,
     ):
         self.site = site
+        self.courses = courses
         self.issuer = issuer
         self.delivery = delivery
         self.clock = clock
@@ -190,6 +194,10 @@ class LakehubHooks:
         except DeliveryFailed as exc:
             # the server still starts; without its files it simply has no Rucio access
             log.error("lakehub: %s", exc)
+        # Course material (nbgitpuller), once the home exists and before the server
+        # starts; it never raises: a failed pull leaves a note in the home instead.
+        if self.courses is not None:
+            await self.courses.pull(spawner)
         # a fresh dict: never mutate a dict that may be shared through config
         spawner.environment = {**spawner.environment, **bundle.env}
 

@@ -70,10 +70,12 @@ def probe(local_stack, username: str) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
-def run_in_kernel_sync(local_stack, username: str, code: str) -> str:
+def run_in_kernel_sync(local_stack, username: str, code: str, limit_s: float = 120) -> str:
     import asyncio
 
-    return asyncio.run(run_in_kernel(local_stack.url, username, local_stack.admin_token, code))
+    return asyncio.run(
+        run_in_kernel(local_stack.url, username, local_stack.admin_token, code, limit_s)
+    )
 
 
 def spawn(local_stack, username: str) -> None:
@@ -199,3 +201,31 @@ def test_spawn_succeeds_with_a_clear_note_when_rucio_is_down(local_stack):
     wait_until(lambda: not notice.exists(), timeout=10, what="the notice to disappear")
     result = probe(local_stack, user)
     assert result["account"] == rucio_account(user)
+
+
+RUN_NOTEBOOKS = r"""
+import glob, json, os, subprocess
+out = os.path.join(os.environ.get("TMPDIR", "/tmp"), "nbrun-" + os.environ["USER"])
+result = {}
+for nb in sorted(glob.glob(os.path.expanduser("~/FOLDER/*.ipynb"))):
+    p = subprocess.run(["jupyter", "nbconvert", "--to", "notebook", "--execute",
+                        "--output-dir", out, nb], capture_output=True, text=True)
+    result[os.path.basename(nb)] = p.returncode if p.returncode == 0 else p.stderr[-500:]
+print(json.dumps(result))
+"""
+
+
+@pytest.mark.notebooks
+def test_every_atlas_notebook_runs_top_to_bottom_in_a_students_session(local_stack):
+    """The student's own server executes each notebook as handed out: data come through
+    the shared cache (lakehub.fetch), exactly as when a student presses "run all"."""
+    user = unique_user("nbrun")
+    spawn(local_stack, user)
+    folder = local_stack.site.notebooks.target
+    out = run_in_kernel_sync(
+        local_stack, user, RUN_NOTEBOOKS.replace("FOLDER", folder), limit_s=900
+    )
+    result = json.loads(out.strip().splitlines()[-1])
+    shipped = sorted(p.name for p in local_stack.site.notebooks.source.glob("*.ipynb"))
+    assert sorted(result) == shipped and len(shipped) >= 4
+    assert result == {name: 0 for name in shipped}

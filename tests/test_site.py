@@ -561,3 +561,374 @@ def test_cli_usage_without_arguments():
     done = _cli()
     assert done.returncode == 2
     assert "usage" in done.stderr
+
+
+# --------------------------------------------------------------------------- cluster sites
+
+CLUSTER_EXAMPLE = REPO_ROOT / "examples" / "site.cluster.yaml"
+
+
+@pytest.fixture
+def cluster() -> dict:
+    """A private copy of the cluster example (OIDC login, kubernetes section)."""
+    data = yaml.safe_load(CLUSTER_EXAMPLE.read_text(encoding="utf-8"))
+    assert isinstance(data, dict)
+    return data
+
+
+def test_cluster_example_loads_with_oidc_and_kubernetes():
+    site = load_site(CLUSTER_EXAMPLE)
+    raw = yaml.safe_load(CLUSTER_EXAMPLE.read_text(encoding="utf-8"))
+    assert site.local is None
+    assert site.auth.type == "oidc"
+    assert site.auth.secret_name == raw["auth"]["secret_name"]
+    assert site.auth.token_exchange_audience == "rucio"
+    assert "openid" in site.auth.scopes
+    k8s = site.kubernetes
+    assert k8s is not None
+    assert k8s.namespace == raw["kubernetes"]["namespace"]
+    assert [p.name for p in k8s.profiles] == [p["name"] for p in raw["kubernetes"]["profiles"]]
+    assert k8s.default_profile.default is True
+    assert k8s.cache_claim.storage_class == raw["kubernetes"]["cache_claim"]["storage_class"]
+    assert [r.cidr for r in k8s.egress] == [r["cidr"] for r in raw["kubernetes"]["egress"]]
+
+
+def test_kubernetes_defaults():
+    d = _minimal()
+    d["kubernetes"] = {"issuer_url": "https://hub.example.org/services/lakehub-issuer"}
+    k8s = parse_site(d).kubernetes
+    assert k8s is not None
+    assert k8s.namespace == "lakehub"
+    assert k8s.images.singleuser.reference == "localhost/lakehub/singleuser:0.1.0"
+    assert k8s.images.hub.reference == "localhost/lakehub/hub:0.1.0"
+    assert len(k8s.profiles) == 1 and k8s.default_profile is k8s.profiles[0]
+    assert k8s.cache_claim.size == "100Gi"
+    assert k8s.cache_claim.nfs is None
+    assert k8s.culling.enabled and k8s.culling.timeout_seconds == 3600
+    assert k8s.egress == []
+    assert k8s.rucio_admin_secret == "lakehub-rucio-admin"
+
+
+def test_oidc_defaults(cluster):
+    for key in ("username_claim", "scopes", "token_exchange_audience"):
+        cluster["auth"].pop(key)
+    auth = parse_site(cluster).auth
+    assert auth.username_claim == "preferred_username"
+    assert auth.scopes[0] == "openid"
+    assert auth.token_exchange_audience == "rucio"
+    assert auth.allow_all is False
+
+
+def test_nfs_cache_claim_and_a_namespace_egress_rule(cluster):
+    cluster["kubernetes"]["cache_claim"] = {
+        "nfs": {"server": "nfs.example.org", "path": "/exports/cache"},
+        "size": "2Ti",
+    }
+    cluster["kubernetes"]["egress"].append(
+        {"namespace": "rucio", "pod_labels": {"app": "rucio-server"}}
+    )
+    k8s = parse_site(cluster).kubernetes
+    assert k8s.cache_claim.nfs.server == "nfs.example.org"
+    assert k8s.egress[1].namespace == "rucio"
+    assert k8s.egress[1].ports is None  # the Rucio URLs' ports, filled in by the values
+
+
+def test_private_rucio_address_inside_an_egress_block_is_accepted(cluster):
+    _first_instance(cluster)["rucio_host"] = "https://10.40.3.7"
+    _first_instance(cluster)["auth_host"] = "https://10.40.3.8:8443"
+    assert parse_site(cluster).rucio.default.rucio_host == "https://10.40.3.7"
+
+
+# (id, mutation of the cluster example, field path, texts that say what is wrong)
+CLUSTER_BAD_INPUT = [
+    (
+        "oidc-issuer-not-a-url",
+        _set(("auth", "issuer"), "keycloak.example.org/realms/physics"),
+        "auth.issuer",
+        ["http://", "https://"],
+    ),
+    (
+        "oidc-missing-token-url",
+        lambda d: d["auth"].pop("token_url"),
+        "auth.token_url",
+        ["required field is missing"],
+    ),
+    (
+        "oidc-missing-secret-name",
+        lambda d: d["auth"].pop("secret_name"),
+        "auth.secret_name",
+        ["required field is missing"],
+    ),
+    (
+        "oidc-secret-name-not-a-kubernetes-name",
+        _set(("auth", "secret_name"), "My_OIDC_Secret"),
+        "auth.secret_name",
+        ["Kubernetes", "'My_OIDC_Secret'"],
+    ),
+    (
+        "oidc-scopes-without-openid",
+        _set(("auth", "scopes"), ["profile", "email"]),
+        "auth.scopes",
+        ["'openid'"],
+    ),
+    (
+        "oidc-scope-with-a-space",
+        _set(("auth", "scopes"), ["openid", "profile email"]),
+        "auth.scopes",
+        ["'profile email'"],
+    ),
+    (
+        "oidc-nobody-allowed",
+        lambda d: d["auth"].pop("allowed_groups"),
+        "auth",
+        ["allowed_groups", "allow_all"],
+    ),
+    (
+        "oidc-with-the-local-stack",
+        _set(("local",), {}),
+        "auth.type",
+        ["'native'", "'oidc'", "local"],
+    ),
+    (
+        "auth-without-type",
+        lambda d: d["auth"].pop("type"),
+        "auth.type",
+        ["required field is missing", "'native'", "'oidc'"],
+    ),
+    (
+        "native-cluster-without-issuer-url",
+        _set(("auth",), {"type": "native", "admin_users": ["teacher"]}),
+        "kubernetes.issuer_url",
+        ["native", "issuer", "Rucio"],
+    ),
+    (
+        "namespace-uppercase",
+        _set(("kubernetes", "namespace"), "LakeHub"),
+        "kubernetes.namespace",
+        ["Kubernetes name", "'LakeHub'"],
+    ),
+    (
+        "image-tag-with-a-colon",
+        _set(("kubernetes", "images", "singleuser"), {"repository": "x/y", "tag": "1:2"}),
+        "kubernetes.images.singleuser.tag",
+        ["'1:2'"],
+    ),
+    (
+        "image-repository-with-a-tag",
+        _set(("kubernetes", "images", "hub"), {"repository": "Reg/Hub:1", "tag": "1"}),
+        "kubernetes.images.hub.repository",
+        ["without tag", "'Reg/Hub:1'"],
+    ),
+    (
+        "profile-memory-in-kubernetes-units",
+        _set(("kubernetes", "profiles", 0, "memory"), "4Gi"),
+        "kubernetes.profiles[0].memory",
+        ["K, M, G, T", "'4Gi'"],
+    ),
+    (
+        "profile-cpu-zero",
+        _set(("kubernetes", "profiles", 1, "cpu"), 0),
+        "kubernetes.profiles[1].cpu",
+        ["greater than 0"],
+    ),
+    (
+        "profile-guarantee-above-limit",
+        _set(("kubernetes", "profiles", 0, "memory_guarantee"), "8G"),
+        "kubernetes.profiles[0]",
+        ["memory_guarantee", "8G", "4G"],
+    ),
+    (
+        "profiles-same-name",
+        _set(("kubernetes", "profiles", 1, "name"), "standard"),
+        "kubernetes.profiles",
+        ["names must differ", "Standard"],
+    ),
+    (
+        "profiles-two-defaults",
+        _set(("kubernetes", "profiles", 1, "default"), True),
+        "kubernetes.profiles",
+        ["at most one default", "Large"],
+    ),
+    (
+        "no-profiles",
+        _set(("kubernetes", "profiles"), []),
+        "kubernetes.profiles",
+        ["at least 1"],
+    ),
+    (
+        "cache-claim-size-without-unit-letters",
+        _set(("kubernetes", "cache_claim", "size"), "lots"),
+        "kubernetes.cache_claim.size",
+        ["100Gi", "'lots'"],
+    ),
+    (
+        "cache-claim-nfs-and-storage-class",
+        _set(("kubernetes", "cache_claim", "nfs"), {"server": "10.1.1.1", "path": "/exports/x"}),
+        "kubernetes.cache_claim",
+        ["storage_class", "nfs", "not both"],
+    ),
+    (
+        "cache-claim-nfs-relative-path",
+        lambda d: d["kubernetes"].update(
+            cache_claim={"nfs": {"server": "nfs.example.org", "path": "exports/x"}}
+        ),
+        "kubernetes.cache_claim.nfs.path",
+        ["absolute", "'exports/x'"],
+    ),
+    (
+        "culling-timeout-too-short",
+        _set(("kubernetes", "culling", "timeout_seconds"), 60),
+        "kubernetes.culling.timeout_seconds",
+        ["greater than or equal to 300"],
+    ),
+    (
+        "culling-every-above-timeout",
+        _set(("kubernetes", "culling"), {"timeout_seconds": 600, "every_seconds": 900}),
+        "kubernetes.culling",
+        ["every_seconds", "900", "600"],
+    ),
+    (
+        "egress-cidr-with-host-bits",
+        _set(("kubernetes", "egress", 0, "cidr"), "10.40.0.1/16"),
+        "kubernetes.egress[0].cidr",
+        ["host bits", "'10.40.0.1/16'"],
+    ),
+    (
+        "egress-rule-with-two-destinations",
+        _set(("kubernetes", "egress", 0, "namespace"), "rucio"),
+        "kubernetes.egress[0]",
+        ["exactly one of cidr or namespace"],
+    ),
+    (
+        "egress-port-out-of-range",
+        _set(("kubernetes", "egress", 0, "ports"), [443, 70000]),
+        "kubernetes.egress[0].ports[1]",
+        ["65535", "70000"],
+    ),
+    (
+        "kubernetes-unknown-field",
+        _set(("kubernetes", "namepsace"), "lakehub"),
+        "kubernetes.namepsace",
+        ["unknown field"],
+    ),
+    (
+        "rucio-on-loopback-for-a-cluster",
+        _set(("rucio", "instances", 0, "rucio_host"), "http://127.0.0.1:8010"),
+        "rucio.instances[0].rucio_host",
+        ["loopback", "pods"],
+    ),
+    (
+        "rucio-on-a-private-address-no-egress-rule-opens",
+        _set(("rucio", "instances", 0, "auth_host"), "https://192.168.7.7"),
+        "rucio.instances[0].auth_host",
+        ["192.168.7.7", "private", "kubernetes.egress"],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "where", "what"),
+    [pytest.param(m, w, t, id=i) for i, m, w, t in CLUSTER_BAD_INPUT],
+)
+def test_cluster_bad_input_names_the_field_and_the_problem(cluster, mutate, where, what):
+    mutate(cluster)
+    problem = _only_problem(cluster)
+    assert problem.startswith(where), problem
+    for fragment in what:
+        assert fragment in problem, f"{fragment!r} not in {problem!r}"
+
+
+def test_cli_accepts_the_cluster_example():
+    done = _cli(str(CLUSTER_EXAMPLE))
+    assert done.returncode == 0, done.stderr
+    assert "OK" in done.stdout
+
+
+# --------------------------------------------------------------------------- courses
+
+
+def _course(**change) -> dict:
+    return {"name": "demo", "source": "../courses/demo", "target": "course-demo", **change}
+
+
+COURSE_BAD_INPUT = [
+    ("course-name-not-an-identifier", [_course(name="Week 1")], "courses[0].name", ["lowercase"]),
+    (
+        "course-missing-source",
+        [{"name": "demo", "target": "x"}],
+        "courses[0].source",
+        ["required field is missing"],
+    ),
+    (
+        "course-target-outside-home",
+        [_course(target="../elsewhere")],
+        "courses[0].target",
+        ["inside the user's home"],
+    ),
+    (
+        "course-target-absolute",
+        [_course(target="/srv/course")],
+        "courses[0].target",
+        ["inside the user's home"],
+    ),
+    ("course-bad-branch", [_course(branch="-x..y")], "courses[0].branch", ["git branch name"]),
+    ("course-unknown-field", [_course(folder="x")], "courses[0].folder", ["unknown field"]),
+    ("course-names-repeat", [_course(), _course(target="other")], "courses", ["unique", "demo"]),
+    (
+        "course-targets-repeat",
+        [_course(), _course(name="other")],
+        "courses[1].target",
+        ["overlaps", "demo"],
+    ),
+    (
+        "course-target-inside-another",
+        [_course(), _course(name="b", target="course-demo/b")],
+        "courses[1].target",
+        ["overlaps"],
+    ),
+    (
+        "course-target-is-the-notebooks-folder",
+        [_course(target="atlas-opendata")],
+        "courses[0].target",
+        ["notebooks.target"],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("courses", "where", "what"),
+    [pytest.param(c, w, t, id=i) for i, c, w, t in COURSE_BAD_INPUT],
+)
+def test_course_bad_input_names_the_field_and_the_problem(data, courses, where, what):
+    data["courses"] = courses
+    problem = _only_problem(data)
+    assert problem.startswith(where), problem
+    for fragment in what:
+        assert fragment in problem, f"{fragment!r} not in {problem!r}"
+
+
+def test_courses_folder_sources_resolve_against_the_site_file_and_urls_stay(tmp_path, data):
+    data["courses"] = [
+        _course(),
+        {
+            "name": "remote",
+            "source": "https://git.example.org/physics.git",
+            "target": "physics",
+            "branch": "spring-2025",
+        },
+        {"name": "ssh", "source": "git@git.example.org:course/lab.git", "target": "lab"},
+    ]
+    site_file = tmp_path / "sub" / "site.yaml"
+    site_file.parent.mkdir()
+    site_file.write_text(yaml.safe_dump(data))
+    site = load_site(site_file)
+    demo, remote, ssh = site.courses
+    assert not demo.is_git_url and demo.source == str((tmp_path / "courses" / "demo").resolve())
+    assert remote.is_git_url and remote.source == "https://git.example.org/physics.git"
+    assert remote.branch == "spring-2025" and ssh.is_git_url and ssh.branch == "main"
+
+
+def test_the_example_names_the_demo_course():
+    site = load_site(EXAMPLE)
+    assert [c.name for c in site.courses] == ["demo"]
+    assert Path(site.courses[0].source) == REPO_ROOT / "courses" / "demo"

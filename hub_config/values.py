@@ -1,0 +1,575 @@
+"""Render the Helm values of lakehub's chart (``helm/lakehub``) from the site model.
+
+The chart is an umbrella: zero-to-jupyterhub 4.4.0 as the dependency ``jupyterhub``
+(its values live under the ``jupyterhub:`` key) plus lakehub's own templates (site
+ConfigMap, shared cache volume and service, network policy, jobs), configured by the
+other top-level keys.  Everything here is a pure function of the validated site;
+:func:`main` is the thin command line behind ``make template`` and ``make deploy``:
+
+    python -m hub_config.values SITE.yaml               # YAML on stdout
+    python -m hub_config.values SITE.yaml -o FILE.yaml  # written atomically
+
+No secret ever appears in the values: the hub and the cache service read secrets from
+existing Kubernetes Secrets the site file names (``hub.existingSecret`` and
+``secretKeyRef``), and z2jh generates its own (proxy token, cookie secret, service
+tokens) inside the cluster.  Sysadmins layer their own values files on top as usual
+(``helm upgrade -f generated.yaml -f mine.yaml``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import hashlib
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import yaml
+
+from hub_config.kube import (
+    DEFAULT_CACHE_CLAIM,
+    DEFAULT_CACHE_MOUNT,
+    cache_volume,
+    cache_volume_mount,
+)
+from hub_config.site import (
+    Image,
+    Kubernetes,
+    OidcAuth,
+    Profile,
+    Site,
+    SiteError,
+    parse_site,
+    resolve_paths,
+)
+
+# --- names shared with the chart templates and with hub_config.kubernetes ---------------
+SITE_CONFIGMAP = "lakehub-site"
+SITE_KEY = "site.yaml"
+SITE_MOUNT = f"/etc/lakehub/{SITE_KEY}"
+HUB_CONFIG_D = "/usr/local/etc/jupyterhub/jupyterhub_config.d"
+# The only Python in the values: the hub's config loader runs it after z2jh's own config.
+HUB_LOADER = "from hub_config.kubernetes import configure\nconfigure(c)\n"
+CACHE_SERVICE = "lakehub-cache"
+CACHE_PORT = 8012
+CACHE_CONFIG_MOUNT = "/etc/lakehub/cache"
+CACHE_STATE_DIR = "/var/lib/lakehub-cache"
+WARM_SERVICE = "lakehub-warm"
+CACHE_ACCESS = f"access:services!service={CACHE_SERVICE}"
+# JupyterHub's defaults for a server's own token, plus the cache service
+SERVER_TOKEN_SCOPES = ["users:activity!user", "access:servers!server", CACHE_ACCESS]
+SECRETS_DIR = "/etc/lakehub/secrets"
+RUCIO_ADMIN_DIR = f"{SECRETS_DIR}/rucio-admin"
+RUCIO_ADMIN_KEY = "password"
+ISSUER_KEY_DIR = f"{SECRETS_DIR}/issuer"
+ISSUER_KEY_KEY = "issuer-key.json"
+OIDC_CLIENT_SECRET_KEY = "client-secret"  # noqa: S105  (a key name)
+OIDC_CRYPT_KEY_KEY = "hub.config.CryptKeeper.keys"  # the key z2jh reads from existingSecret
+# z2jh's chart-managed Secret ("hub" with the chart's default fullnameOverride: "") holds
+# one API token per hub.services entry under hub.services.<name>.apiToken.
+HUB_SECRET = "hub"  # noqa: S105  (a Secret name)
+HUB_API_URL = "http://hub:8081/hub/api"
+SITE_CHECKSUM_ANNOTATION = "checksum/lakehub-site"
+
+HEADER = """\
+# Helm values for helm/lakehub, rendered from {source} by `python -m hub_config.values`.
+# Do not edit: change the site file, or layer your own values file on top of this one.
+"""
+
+
+class ValuesError(ValueError):
+    """A valid site that cannot be deployed on Kubernetes as it is; names the field."""
+
+    def __init__(self, source: str, problems: list[str]):
+        self.source = source
+        self.problems = problems
+        lines = [f"{source}: {len(problems)} problem(s) for a Kubernetes deployment"]
+        lines += [f"  - {p}" for p in problems]
+        super().__init__("\n".join(lines))
+
+
+# --------------------------------------------------------------------------- small pieces
+
+
+def image_values(image: Image) -> dict:
+    """An image in z2jh's shape (``name``/``tag``/``pullPolicy``)."""
+    out = {"name": image.repository, "tag": image.tag}
+    if image.pull_policy:
+        out["pullPolicy"] = image.pull_policy
+    return out
+
+
+def cache_url() -> str:
+    """How sessions and the hub reach the cache service (same namespace)."""
+    return f"http://{CACHE_SERVICE}:{CACHE_PORT}"
+
+
+def site_checksum(site_data: Mapping) -> str:
+    text = json.dumps(site_data, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _url_port(url: str) -> int:
+    parts = urlsplit(url)
+    return parts.port or (443 if parts.scheme == "https" else 80)
+
+
+def rucio_ports(site: Site) -> list[int]:
+    """The ports of every Rucio URL (server and auth) of the site, sorted."""
+    ports = set()
+    for instance in site.rucio.instances:
+        ports.add(_url_port(instance.rucio_host))
+        ports.add(_url_port(instance.auth_url))
+    return sorted(ports)
+
+
+def profile_values(profile: Profile, k8s: Kubernetes) -> dict:
+    """One KubeSpawner profile: a size and, when it says so, another image."""
+    override: dict = {
+        "cpu_limit": profile.cpu,
+        "cpu_guarantee": profile.cpu_guarantee or profile.cpu,
+        "mem_limit": profile.memory,
+        "mem_guarantee": profile.memory_guarantee or profile.memory,
+    }
+    if profile.image is not None:
+        override["image"] = profile.image.reference
+        if profile.image.pull_policy:
+            override["image_pull_policy"] = profile.image.pull_policy
+    entry = {
+        "display_name": profile.name,
+        "slug": profile.slug,
+        "description": profile.description or f"{profile.cpu:g} CPU, {profile.memory} memory",
+        "kubespawner_override": override,
+    }
+    if profile is k8s.default_profile:
+        entry["default"] = True
+    return entry
+
+
+def egress_values(site: Site) -> list[dict]:
+    """NetworkPolicy egress rules (Kubernetes' own shape) for the site's destinations."""
+    assert site.kubernetes is not None
+    default_ports = rucio_ports(site)
+    rules = []
+    for rule in site.kubernetes.egress:
+        if rule.cidr is not None:
+            peer: dict = {"ipBlock": {"cidr": rule.cidr}}
+        else:
+            peer = {
+                "namespaceSelector": {
+                    "matchLabels": {"kubernetes.io/metadata.name": rule.namespace}
+                }
+            }
+            if rule.pod_labels:
+                peer["podSelector"] = {"matchLabels": dict(rule.pod_labels)}
+        ports = rule.ports or default_ports
+        rules.append({"to": [peer], "ports": [{"protocol": "TCP", "port": p} for p in ports]})
+    return rules
+
+
+def required_secrets(site: Site) -> list[tuple[str, list[str]]]:
+    """The Secrets the sysadmin creates before deploying: (name, keys) each."""
+    k8s = site.kubernetes
+    assert k8s is not None
+    needed = [(k8s.rucio_admin_secret, [RUCIO_ADMIN_KEY])]
+    if isinstance(site.auth, OidcAuth):
+        needed.append((site.auth.secret_name, [OIDC_CLIENT_SECRET_KEY, OIDC_CRYPT_KEY_KEY]))
+    else:
+        needed.append((k8s.issuer_key_secret, [ISSUER_KEY_KEY]))
+    return needed
+
+
+# --------------------------------------------------------------------------- z2jh values
+
+
+def authenticator_config(site: Site) -> dict:
+    """``hub.config`` for the login: GenericOAuthenticator (OIDC) or NativeAuthenticator."""
+    auth = site.auth
+    k8s = site.kubernetes
+    assert k8s is not None
+    if isinstance(auth, OidcAuth):
+        oauth: dict = {
+            "client_id": auth.client_id,
+            "login_service": site.name,
+            "authorize_url": auth.authorize_url,
+            "token_url": auth.token_url,
+            "userdata_url": auth.userinfo_url,
+            "username_claim": auth.username_claim,
+            "scope": list(auth.scopes),
+            "refresh_pre_spawn": True,
+            "auth_refresh_age": 300,
+        }
+        if k8s.public_url:
+            oauth["oauth_callback_url"] = f"{k8s.public_url}/hub/oauth_callback"
+        if auth.allowed_groups:
+            # groups come from the provider's userinfo, kept in auth_state["oauth_user"]
+            oauth["manage_groups"] = True
+            oauth["auth_state_groups_key"] = f"oauth_user.{auth.groups_claim}"
+            oauth["allowed_groups"] = list(auth.allowed_groups)
+        return {
+            "JupyterHub": {"authenticator_class": "generic-oauth"},
+            "Authenticator": {
+                "admin_users": list(auth.admin_users),
+                "allow_all": auth.allow_all,
+                "enable_auth_state": True,
+            },
+            "GenericOAuthenticator": oauth,
+        }
+    return {
+        "JupyterHub": {"authenticator_class": "nativeauthenticator.NativeAuthenticator"},
+        "Authenticator": {"admin_users": list(auth.admin_users), "allow_all": True},
+        "NativeAuthenticator": {
+            "open_signup": False,
+            "check_common_password": True,
+            "minimum_password_length": auth.minimum_password_length,
+            "allowed_failed_logins": 5,
+            "seconds_before_next_try": 60,
+        },
+    }
+
+
+def hub_values(site: Site, site_data: Mapping) -> dict:
+    """The hub: lakehub's loader in jupyterhub_config.d, the site file, secrets as files
+    or Secret references, the login, and the hub services lakehub adds."""
+    k8s = site.kubernetes
+    assert k8s is not None
+    oidc = isinstance(site.auth, OidcAuth)
+    # read by hub_config.kubernetes (the names are its ENV_* constants)
+    env: dict = {
+        "LAKEHUB_SITE": SITE_MOUNT,
+        "LAKEHUB_TOKEN_SOURCE": "token_exchange" if oidc else "hub_issuer",
+        "LAKEHUB_CACHE_URL": cache_url(),
+        "LAKEHUB_CACHE_MOUNT": DEFAULT_CACHE_MOUNT,
+        "LAKEHUB_CACHE_PFN_PREFIX": DEFAULT_CACHE_MOUNT,  # the cache pod mounts it there too
+    }
+    volumes: list[dict] = [{"name": "lakehub-site", "configMap": {"name": SITE_CONFIGMAP}}]
+    mounts: list[dict] = [
+        {"name": "lakehub-site", "mountPath": SITE_MOUNT, "subPath": SITE_KEY, "readOnly": True}
+    ]
+    hub: dict = {"image": image_values(k8s.images.hub)}
+    if isinstance(site.auth, OidcAuth):
+        # z2jh mounts this Secret beside its own and prefers its keys: the auth-state key
+        # (hub.config.CryptKeeper.keys) comes from it; the client secret reaches
+        # GenericOAuthenticator through OAUTH_CLIENT_SECRET, its documented variable.
+        hub["existingSecret"] = site.auth.secret_name
+        env["OAUTH_CLIENT_SECRET"] = {
+            "valueFrom": {
+                "secretKeyRef": {"name": site.auth.secret_name, "key": OIDC_CLIENT_SECRET_KEY}
+            }
+        }
+        env["LAKEHUB_EXCHANGE_AUDIENCE"] = site.auth.token_exchange_audience
+        env["LAKEHUB_EXCHANGE_TOKEN_URL"] = site.auth.token_url
+    else:
+        # native logins: the hub signs Rucio tokens and creates the Rucio accounts itself
+        assert k8s.issuer_url is not None
+        env["LAKEHUB_ISSUER_URL"] = k8s.issuer_url
+        env["LAKEHUB_ISSUER_KEY_FILE"] = f"{ISSUER_KEY_DIR}/{ISSUER_KEY_KEY}"
+        env["LAKEHUB_RUCIO_ADMIN_USERNAME"] = k8s.rucio_admin_username
+        env["LAKEHUB_RUCIO_ADMIN_PASSWORD_FILE"] = f"{RUCIO_ADMIN_DIR}/{RUCIO_ADMIN_KEY}"
+        for name, secret, key, folder in (
+            ("lakehub-issuer-key", k8s.issuer_key_secret, ISSUER_KEY_KEY, ISSUER_KEY_DIR),
+            ("lakehub-rucio-admin", k8s.rucio_admin_secret, RUCIO_ADMIN_KEY, RUCIO_ADMIN_DIR),
+        ):
+            volumes.append(
+                {
+                    "name": name,
+                    "secret": {
+                        "secretName": secret,
+                        "items": [{"key": key, "path": key, "mode": 0o440}],
+                    },
+                }
+            )
+            mounts.append({"name": name, "mountPath": folder, "readOnly": True})
+    hub.update(
+        {
+            "extraFiles": {
+                "lakehub-config": {
+                    "mountPath": f"{HUB_CONFIG_D}/lakehub.py",
+                    "stringData": HUB_LOADER,
+                }
+            },
+            "extraEnv": env,
+            "extraVolumes": volumes,
+            "extraVolumeMounts": mounts,
+            # a changed site file restarts the hub (z2jh only watches its own values)
+            "annotations": {SITE_CHECKSUM_ANNOTATION: site_checksum(site_data)},
+            "config": {
+                **authenticator_config(site),
+                # a session's own API token may call the cache service (lakehub.fetch)
+                "Spawner": {"server_token_scopes": SERVER_TOKEN_SCOPES},
+            },
+            "services": {
+                CACHE_SERVICE: {"url": cache_url(), "display": False},
+                WARM_SERVICE: {"display": False},
+            },
+            "loadRoles": {
+                "user": {
+                    "description": "every user: their own things, and the shared cache",
+                    "scopes": ["self", CACHE_ACCESS],
+                },
+                WARM_SERVICE: {
+                    "description": "the cache warm-up job: fetch and pin a course's datasets",
+                    "scopes": [CACHE_ACCESS, "admin:servers"],
+                    "services": [WARM_SERVICE],
+                },
+            },
+        }
+    )
+    return hub
+
+
+def singleuser_values(site: Site) -> dict:
+    k8s = site.kubernetes
+    assert k8s is not None
+    default = k8s.default_profile
+    return {
+        "image": image_values(k8s.images.singleuser),
+        "defaultUrl": "/lab",
+        "cpu": {"limit": default.cpu, "guarantee": default.cpu_guarantee or default.cpu},
+        "memory": {
+            "limit": default.memory,
+            "guarantee": default.memory_guarantee or default.memory,
+        },
+        "profileList": [profile_values(p, k8s) for p in k8s.profiles],
+        "storage": {
+            # the shared cache, read-only in every user pod (hub_config.kube)
+            "extraVolumes": [cache_volume(DEFAULT_CACHE_CLAIM)],
+            "extraVolumeMounts": [cache_volume_mount(DEFAULT_CACHE_MOUNT)],
+        },
+        "extraEnv": {"LAKEHUB_CACHE_URL": cache_url()},
+        # z2jh's policy stays on and keeps privateIPs closed; lakehub's chart adds a policy
+        # that opens exactly the site's Rucio/storage destinations and the cache service.
+        "networkPolicy": {
+            "enabled": True,
+            "egressAllowRules": {"privateIPs": False, "nonPrivateIPs": True},
+        },
+    }
+
+
+def jupyterhub_values(site: Site, site_data: Mapping) -> dict:
+    k8s = site.kubernetes
+    assert k8s is not None
+    return {
+        "enabled": True,
+        "hub": {
+            **hub_values(site, site_data),
+            # the hub's database (users, approvals, auth state) outlives `make undeploy`
+            "db": {"pvc": {"annotations": {"helm.sh/resource-policy": "keep"}}},
+        },
+        "singleuser": singleuser_values(site),
+        "cull": {
+            "enabled": k8s.culling.enabled,
+            "timeout": k8s.culling.timeout_seconds,
+            "every": k8s.culling.every_seconds,
+        },
+        # the analysis images are large: pull them on every node before users need them
+        # (the singleuser image and every profile's own image)
+        "prePuller": {
+            "hook": {"enabled": True},
+            "continuous": {"enabled": True},
+            "pullProfileListImages": True,
+        },
+    }
+
+
+# --------------------------------------------------------------------------- lakehub values
+
+
+def cache_service_config(site: Site) -> dict:
+    """What ``hub_services.cache.app`` reads at start (the ConfigMap's config.json).
+
+    Only paths of secrets appear here; the password file is mounted from a Secret.
+    """
+    k8s = site.kubernetes
+    assert k8s is not None
+    default = site.rucio.default
+    rate = site.cache.transfer_rate_limit_mbps
+    return {
+        "port": CACHE_PORT,
+        "address": "0.0.0.0",  # noqa: S104  (a pod: reached through its Service)
+        "root": DEFAULT_CACHE_MOUNT,
+        "index": f"{CACHE_STATE_DIR}/index.json",
+        "quota_bytes": int(site.cache.quota_gb * 1e9),
+        "pinned": list(site.cache.pinned),
+        "rate_bps": rate * 1e6 / 8 if rate else None,
+        "max_parallel": site.cache.max_parallel_transfers,
+        "rule_poll_seconds": site.cache.rule_poll_seconds,
+        "rucio": {
+            "rucio_host": default.rucio_host,
+            "auth_host": default.auth_url,
+            "vo": default.vo,
+            "account": default.admin_account,
+            "username": k8s.rucio_admin_username,
+            "password_file": f"{RUCIO_ADMIN_DIR}/{RUCIO_ADMIN_KEY}",
+            "cache_rse": site.cache.rse,
+            "ca_cert": None,
+        },
+    }
+
+
+def lakehub_values(site: Site, site_data: Mapping) -> dict:
+    k8s = site.kubernetes
+    assert k8s is not None
+    claim = k8s.cache_claim
+    return {
+        "site": {"configMapName": SITE_CONFIGMAP, "key": SITE_KEY, "data": dict(site_data)},
+        "hubSecretName": HUB_SECRET,
+        "cache": {
+            "claim": {
+                "name": DEFAULT_CACHE_CLAIM,
+                "storageClassName": claim.storage_class,
+                "size": claim.size,
+                "nfs": {"server": claim.nfs.server, "path": claim.nfs.path} if claim.nfs else None,
+            },
+            "mountPath": DEFAULT_CACHE_MOUNT,
+            "service": {
+                "enabled": True,
+                "name": CACHE_SERVICE,
+                "port": CACHE_PORT,
+                "image": image_values(k8s.images.hub),
+                "config": cache_service_config(site),
+                "configMountPath": CACHE_CONFIG_MOUNT,
+                "stateDir": CACHE_STATE_DIR,
+                "rucioAdminSecret": {"name": k8s.rucio_admin_secret, "key": RUCIO_ADMIN_KEY},
+                "rucioAdminMountPath": RUCIO_ADMIN_DIR,
+                "hubApiUrl": HUB_API_URL,
+            },
+            "warm": {
+                "enabled": False,
+                "hubServiceName": WARM_SERVICE,
+                "image": image_values(k8s.images.hub),
+                "course": {"name": f"{site.name} warm-up", "datasets": [], "pin": True},
+            },
+        },
+        "networkPolicy": {"enabled": True, "singleuserEgress": egress_values(site)},
+        "notebooksJob": {"enabled": False, "image": image_values(k8s.images.singleuser)},
+        "publicUrl": k8s.public_url,
+    }
+
+
+def render_values(site: Site, site_data: Mapping, source: str = "site file") -> dict:
+    """The umbrella chart's values for ``site``; ``site_data`` is the file as parsed YAML
+    (it goes into the site ConfigMap, so the hub reads exactly what the sysadmin wrote)."""
+    problems = []
+    if site.kubernetes is None:
+        problems.append(
+            "kubernetes: required for a cluster deployment; add the section"
+            " (see examples/site.cluster.yaml and docs/deploy.md)"
+        )
+    for n, instance in enumerate(site.rucio.instances):
+        if instance.ca_cert is not None:
+            problems.append(
+                f"rucio.instances[{n}].ca_cert: not supported on Kubernetes yet; add the CA"
+                " to the images' trust store and remove ca_cert"
+            )
+    if problems:
+        raise ValuesError(source, problems)
+    values = {"jupyterhub": jupyterhub_values(site, site_data)}
+    values.update(lakehub_values(site, site_data))
+    return copy.deepcopy(values)
+
+
+def load(path: str | os.PathLike[str]) -> tuple[Site, dict]:
+    """The validated site and the file as parsed YAML; raises SiteError."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SiteError(str(path), ["the file does not exist"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SiteError(str(path), [f"cannot read the file: {exc}"]) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise SiteError(str(path), [f"{where}not valid YAML ({problem})"]) from None
+    site = resolve_paths(parse_site(data, str(path)), path.parent.resolve())
+    return site, data
+
+
+def values_for_file(path: str | os.PathLike[str]) -> dict:
+    """Read, validate and render a site file; raises SiteError or ValuesError."""
+    site, data = load(path)
+    return render_values(site, data, str(path))
+
+
+class _Dumper(yaml.SafeDumper):
+    """Block style for multi-line strings, so the hub's loader file reads as written."""
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _represent_str)
+
+
+def dump(values: Mapping, source: str = "the site file") -> str:
+    body = yaml.dump(
+        dict(values), Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=100
+    )
+    return HEADER.format(source=source) + body
+
+
+def write_atomically(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m hub_config.values",
+        description="render helm/lakehub values from a lakehub site file",
+    )
+    parser.add_argument("site", type=Path, help="the site file (YAML)")
+    parser.add_argument("-o", "--output", type=Path, help="write here (atomically), not stdout")
+    parser.add_argument(
+        "--print",
+        dest="field",
+        choices=["namespace", "public-url", "secrets"],
+        help="print one setting of the site's kubernetes section and exit",
+    )
+    args = parser.parse_args(argv)
+    try:
+        site, data = load(args.site)
+        values = render_values(site, data, str(args.site))
+    except (SiteError, ValuesError) as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    assert site.kubernetes is not None
+    if args.field == "namespace":
+        print(site.kubernetes.namespace)
+        return 0
+    if args.field == "public-url":
+        print(site.kubernetes.public_url or "")
+        return 0
+    if args.field == "secrets":
+        for name, keys in required_secrets(site):
+            print(name, ",".join(keys))
+        return 0
+    text = dump(values, str(args.site))
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        write_atomically(args.output, text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
