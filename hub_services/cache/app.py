@@ -101,6 +101,10 @@ class Service:
         return {"job": job.id, "did": str(job.did), "state": job.state, "files": files}
 
     async def _one(self, f: FileState) -> None:
+        if f.present and self.store.cached(f.replica.did) is not None:
+            if f.replica.on_cache_rse or f.replica.did in self.store.registered:
+                f.state = "done"  # already there: no transfer slot, no Rucio call
+                return
         async with self.slots:
             f.state = "transferring"
             try:

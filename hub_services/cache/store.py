@@ -126,7 +126,9 @@ class CacheStore:
         self.inflight: dict[DID, Inflight] = {}
         self.stats = Stats()
         self.index: dict[str, dict] = {}
+        self.registered: set[DID] = set()  # known AVAILABLE on the cache RSE
         self._evicting = asyncio.Lock()
+        self._saved_at = 0.0
 
     # -- start-up ----------------------------------------------------------------------
     def prepare(self) -> None:
@@ -158,6 +160,15 @@ class CacheStore:
 
     def _save_index(self) -> None:
         atomic_write(self.index_path, json.dumps(self.index, sort_keys=True), 0o600)
+        self._saved_at = time.monotonic()
+
+    def cached(self, did: DID) -> Path | None:
+        """The published path if the file is in the cache (and note the access)."""
+        path = self.path(did)
+        if not path.exists():
+            return None
+        self._touch(did, path, save=False)
+        return path
 
     # -- the main operation --------------------------------------------------------------
     def path(self, did: DID) -> Path:
@@ -169,10 +180,9 @@ class CacheStore:
 
     async def ensure(self, rep: Replica) -> Path:
         """The published path of ``rep``, downloading it first if needed (single-flight)."""
-        path = self.path(rep.did)
-        if path.exists():
-            self._touch(rep.did, path)
-            if not rep.on_cache_rse:
+        path = self.cached(rep.did)
+        if path is not None:
+            if not rep.on_cache_rse and rep.did not in self.registered:
                 await self._register_quietly(rep)
             return path
         flight = self.inflight.get(rep.did)
@@ -239,12 +249,15 @@ class CacheStore:
     async def _register_quietly(self, rep: Replica) -> None:
         try:
             await self.rucio.register(rep)
+            self.registered.add(rep.did)
         except RucioDown as exc:
             log.warning("could not register %s on the cache RSE yet: %s", rep.did, exc)
 
-    def _touch(self, did: DID, path: Path) -> None:
+    def _touch(self, did: DID, path: Path, save: bool = True) -> None:
         self.index[str(did)] = {"size": path.stat().st_size, "last_access": time.time()}
-        self._save_index()
+        # access times only steer eviction: writing them at most every 10 s is enough
+        if save or time.monotonic() - self._saved_at > 10:
+            self._save_index()
 
     # -- eviction ------------------------------------------------------------------------
     def usage(self) -> int:
@@ -274,6 +287,7 @@ class CacheStore:
                     break
                 self.path(did).unlink(missing_ok=True)
                 self.index.pop(key, None)
+                self.registered.discard(did)
                 self.stats.evictions += 1
                 removed.append(key)
                 if self.usage() <= self.quota:
