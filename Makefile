@@ -15,7 +15,7 @@ DEV_PY := $(LAKEHUB_HOME)/venvs/dev/bin/python
 .PHONY: help up down clean status test lint bench deps system-deps envs proxy check-site warm-cache push-notebooks course-status
 
 help: ## list the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 	@echo "  variables: SITE=$(SITE)  ARGS='<pytest arguments>'"
 
 system-deps: ## Debian packages (python3.11, chromium, node/npm, passwd); needs root
@@ -61,7 +61,7 @@ lint: envs ## ruff
 	@$(LAKEHUB_HOME)/venvs/dev/bin/ruff check .
 	@$(LAKEHUB_HOME)/venvs/dev/bin/ruff format --check .
 
-test: deps ## run the tests (ARGS='-m e2e' or any pytest arguments)
+test: deps helm k8s-tools ## run the tests (ARGS='-m e2e' or any pytest arguments)
 	@$(DEV_PY) -m pytest $(ARGS)
 
 .PHONY: images

@@ -75,6 +75,7 @@ from urllib.parse import quote
 
 import httpx
 
+from benchmarks import k8s as k8s_bench
 from hub_config.local import cache_url
 from lakehub.cache import fetch
 from localstack.harness import (
@@ -113,6 +114,8 @@ FIGURES = (
     HYY_RATE,
     RENEWAL_CPU,
     RENEWAL_P99,
+    k8s_bench.P99,
+    k8s_bench.FAILURES,
 )
 
 JUPYTERLAB = "jupyterlab"
@@ -1111,6 +1114,7 @@ def main(argv: list[str] | None = None) -> int:
         ((CACHE_SOURCE, CACHE_WALL, CACHE_READ), lambda a, o: cache_figures(a, o, data)),
         ((HYY_RATIO, HYY_RATE), lambda a, o: hyy_figures(a, o, data)),
         ((RENEWAL_CPU, RENEWAL_P99), token_group),
+        ((k8s_bench.P99, k8s_bench.FAILURES), lambda a, o: k8s_bench.run(out=o)),
     ]
     began = time.monotonic()
     failed = []

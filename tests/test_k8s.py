@@ -1,0 +1,534 @@
+"""lakehub's KubeSpawner hooks against a real kube-apiserver, under the hub's own RBAC.
+
+What is real:
+
+* etcd 3.6 and kube-apiserver 1.36, built from their Go modules by
+  ``scripts/ensure-k8s-tools.sh`` (cached outside the repository; the first run builds
+  them), serving on free ports of 127.0.0.1 with a self-signed certificate, a static
+  admin token and ``--authorization-mode=RBAC``, with an audit log of every request the
+  hub's identity makes.
+* The hub's identity: a ServiceAccount bound to z2jh 4.4.0's hub Role (pods, PVCs,
+  secrets, services: get/watch/list/create/delete; events: get/watch/list; no patch, no
+  update), whose token comes from the TokenRequest API.  KubeSpawner talks to the
+  apiserver with only that token.
+* KubeSpawner 7.0.0 itself (not ``_mock``): its reflectors, PVC and pod creation, its
+  wait for the pod to run and its stop, with lakehub's hooks installed by
+  ``hub_config.kubernetes.configure`` exactly as the z2jh hub runs it.  Around the
+  spawner this test does what JupyterHub's ``User.spawn``/``User.stop`` do
+  (``run_pre_spawn_hook`` + ``start``; ``stop`` + ``run_post_stop_hook``) on a minimal
+  user object (name, id, url, auth_state) instead of a running JupyterHub.
+* The token exchange: a real HTTP request (httpx) to a token endpoint on 127.0.0.1.
+
+What is simulated:
+
+* kwok plays the kubelet of one fake node: it marks pods Running and gives them an IP;
+  no container ever runs, no volume is mounted (so the Secret's files are checked in the
+  Secret and the pod spec, not inside a container).  There is no scheduler (pods are
+  bound to the node by ``nodeName``) and no controller-manager (the namespace's
+  ``default`` ServiceAccount is created by the test; no PV is provisioned, PVCs stay
+  Pending, which the apiserver and KubeSpawner accept).
+* The identity provider is a small token endpoint checking the RFC 8693 request; the
+  Rucio server is absent (account creation fails and is reported, as designed).
+
+The cluster processes are stopped by PID and their folder removed at the end.
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks.k8s import (
+    HUB_ROLE_RULES,
+    ControlPlane,
+    FakeIdentityProvider,
+    HubUser,
+    free_port,
+    hub_spawn,
+    hub_stop,
+    k8s_tools,
+    kubeconfig_in_use,
+    make_site,
+    new_spawner,
+    spawner_config,
+    stop_reflectors,
+)
+from hub_config.kube import CACHE_VOLUME
+from hub_config.kubernetes import configure
+from spawner_hooks import session
+from spawner_hooks.hooks import SessionBundle
+from spawner_hooks.kube import (
+    SESSION_MOUNT,
+    SESSION_VOLUME,
+    KubeSecretDelivery,
+    KubeSessionPaths,
+    exchange_form,
+    secret_manifest,
+    session_files,
+)
+from spawner_hooks.names import rucio_account
+
+REPO = Path(__file__).resolve().parent.parent
+ROLE_VERBS = {v for rule in HUB_ROLE_RULES for v in rule["verbs"]}
+
+
+def k8s(test):
+    """Marker ``k8s``; whichever of these tests runs first may build the tools (minutes)."""
+    return pytest.mark.k8s(pytest.mark.timeout(3600)(test))
+
+
+# --- without a cluster --------------------------------------------------------------------
+
+
+def test_hub_module_imports_without_localstack():
+    """The hub image lacks localstack: hub_config.kubernetes must not pull it in."""
+    code = (
+        "import sys, hub_config.kubernetes; "
+        "bad = [m for m in sys.modules if m.split('.')[0] == 'localstack' "
+        "or m == 'hub_config.local']; print(bad); sys.exit(1 if bad else 0)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_configure_installs_the_three_hooks_from_the_site_file(tmp_path):
+    """What the z2jh hub runs: ``configure(c)`` with the site file named by LAKEHUB_SITE."""
+    from traitlets.config import Config
+
+    from spawner_hooks.kube import TokenExchangeHooks
+    from spawner_hooks.tokens import create_signing_key
+
+    c = Config()
+    oidc = configure(c, environ={"LAKEHUB_SITE": str(REPO / "examples/site.cluster.yaml")})
+    assert isinstance(oidc.hooks, TokenExchangeHooks)  # an OIDC site exchanges tokens
+    assert oidc.hooks.exchange.audience == "rucio"
+    for hook in ("pre_spawn_hook", "modify_pod_hook", "post_stop_hook"):
+        assert callable(c.KubeSpawner[hook]), hook
+
+    create_signing_key(tmp_path / "key.json")
+    local = configure(
+        Config(),
+        environ={
+            "LAKEHUB_SITE": str(REPO / "examples/site.local.yaml"),
+            "LAKEHUB_ISSUER_URL": "http://issuer.invalid",
+            "LAKEHUB_ISSUER_KEY_FILE": str(tmp_path / "key.json"),
+        },
+    )
+    assert type(local.hooks).__name__ == "LakehubHooks"  # the local-mode hooks, as they are
+    assert local.hooks.issuer.url == "http://issuer.invalid"
+
+
+def test_secret_and_volume_are_valid_kubernetes_objects():
+    import kubernetes_validate
+
+    paths = KubeSessionPaths(root=KubeSecretDelivery().paths(None).root)
+    bundle = SessionBundle(
+        account="alice",
+        token="header.payload.sig\n",
+        token_expires=1_900_000_000,
+        files={paths.rucio_cfg: "[client]\n", paths.status: "{}"},
+        problems=["Rucio (lake): down"],
+    )
+    files = session_files(paths, bundle)
+    assert files["rucio-token"] == b"header.payload.sig"  # no trailing newline
+    assert session.NOTICE_NAME in files
+    manifest = secret_manifest("jupyter-alice-lakehub", files, {"a": "b"}, 1_900_000_000)
+    for version in ("1.30", "1.37"):
+        kubernetes_validate.validate(manifest, version, strict=True)
+
+
+def test_bundle_files_outside_the_mount_are_refused():
+    paths = KubeSessionPaths(root=KubeSecretDelivery().paths(None).root)
+    bundle = SessionBundle("a", None, None, files={paths.root / "sub" / "x": "y"})
+    with pytest.raises(ValueError, match="not directly in the session mount"):
+        session_files(paths, bundle)
+
+
+def test_exchange_request_follows_rfc8693():
+    form = exchange_form("SUBJECT", "rucio", "openid profile")
+    assert form == {
+        "grant_type": "urn:ietf:params:oauth:grant-type:token-exchange",
+        "subject_token": "SUBJECT",
+        "subject_token_type": "urn:ietf:params:oauth:token-type:access_token",
+        "requested_token_type": "urn:ietf:params:oauth:token-type:access_token",
+        "audience": "rucio",
+        "scope": "openid profile",
+    }
+
+
+# --- against the apiserver ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def plane():
+    tools = k8s_tools(build=True)  # a no-op once built; the first build takes minutes
+    control = ControlPlane(tools).start()
+    try:
+        yield control
+    finally:
+        pids = [p.popen.pid for p in control.processes]
+        folder = control.folder
+        control.stop()
+        for pid in pids:  # every process we started is gone
+            assert not Path(f"/proc/{pid}").exists() or _is_zombie(pid), pid
+        assert not folder.exists()
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+    except OSError:
+        return True
+
+
+@pytest.fixture(scope="module")
+def hub_token(plane):
+    """KubeSpawner in this process acts as the hub's ServiceAccount (TokenRequest)."""
+    token = plane.service_account_token()
+    with kubeconfig_in_use(plane.write_kubeconfig(plane.folder / "hub.kubeconfig", token)):
+        yield token
+
+
+@pytest.fixture
+def idp():
+    provider = FakeIdentityProvider().start()
+    yield provider
+    provider.stop()
+
+
+def hub_environ(source: str, tmp_path: Path) -> dict[str, str]:
+    if source == "token_exchange":
+        return {"LAKEHUB_TOKEN_SOURCE": "token_exchange"}
+    from spawner_hooks.tokens import create_signing_key
+
+    key = tmp_path / "issuer-key.json"
+    create_signing_key(key)
+    password = tmp_path / "rucio-admin-password"
+    password.write_text("not-used-rucio-is-down")
+    return {
+        "LAKEHUB_TOKEN_SOURCE": "hub_issuer",
+        "LAKEHUB_ISSUER_URL": "http://lakehub-issuer.invalid",
+        "LAKEHUB_ISSUER_KEY_FILE": str(key),
+        "LAKEHUB_RUCIO_ADMIN_PASSWORD_FILE": str(password),
+    }
+
+
+def get(plane: ControlPlane, path: str) -> tuple[int, dict]:
+    with plane.admin() as api:
+        r = api.get(f"/api/v1/namespaces/{plane.namespace}/{path}")
+    return r.status_code, r.json()
+
+
+def forbidden_or_unexpected(plane: ControlPlane, since: int) -> list[str]:
+    """Requests of the hub identity (from audit event ``since`` on) that RBAC refused or
+    whose verb the hub Role does not grant."""
+    bad = []
+    for e in plane.audit_events()[since:]:
+        if e["user"]["username"] != plane.hub_user:
+            continue
+        code = e.get("responseStatus", {}).get("code", 0)
+        ref = e.get("objectRef", {})
+        where = f"{e['verb']} {ref.get('resource')}/{ref.get('name', '')} -> {code}"
+        if code == 403 or e["verb"] not in ROLE_VERBS:
+            bad.append(where)
+    return bad
+
+
+def secret_files(secret: dict) -> dict[str, bytes]:
+    return {k: base64.b64decode(v) for k, v in (secret.get("data") or {}).items()}
+
+
+def env_strings(pod: dict) -> list[str]:
+    """Every string anywhere in the env of every container (values and references)."""
+    found: list[str] = []
+
+    def walk(obj) -> None:
+        if isinstance(obj, str):
+            found.append(obj)
+        elif isinstance(obj, dict):
+            for v in obj.values():
+                walk(v)
+        elif isinstance(obj, list):
+            for v in obj:
+                walk(v)
+
+    spec = pod["spec"]
+    for container in spec.get("containers", []) + spec.get("initContainers", []):
+        walk(container.get("env", []))
+        walk(container.get("envFrom", []))
+    return found
+
+
+@k8s
+@pytest.mark.parametrize("source", ["token_exchange", "hub_issuer"])
+async def test_spawn_puts_the_token_in_a_secret_and_stop_removes_it(
+    plane, hub_token, idp, tmp_path, source
+):
+    from oauthenticator.generic import GenericOAuthenticator
+
+    audit_start = len(plane.audit_events())
+    config = spawner_config()
+    site = make_site(free_port())  # nothing listens there: Rucio is "down"
+    configure(config, site, environ=hub_environ(source, tmp_path))
+    name = f"alice-{source.replace('_', '-')}"
+    user = HubUser(name, {"access_token": idp.access_token_for(name)})
+    authenticator = GenericOAuthenticator(
+        token_url=idp.token_url, client_id=idp.client_id, client_secret=idp.client_secret
+    )
+    spawner = new_spawner(config, user, authenticator)
+    secret_name = f"{spawner.pod_name}-lakehub"
+    try:
+        url = await hub_spawn(spawner)
+        assert url.startswith("http://10.244.")  # kwok's pod IP
+
+        # the user's Secret, PVC and pod exist; kwok reports the pod Running
+        status, secret = get(plane, f"secrets/{secret_name}")
+        assert status == 200, secret
+        status, pvc = get(plane, f"persistentvolumeclaims/{spawner.pvc_name}")
+        assert status == 200, pvc
+        status, pod = get(plane, f"pods/{spawner.pod_name}")
+        assert status == 200 and pod["status"]["phase"] == "Running", pod
+
+        files = secret_files(secret)
+        token = files["rucio-token"].decode()
+        assert token and not token.endswith("\n")
+        assert secret.get("immutable") is True
+        if source == "token_exchange":
+            assert idp.issued[token] == name
+            subject = await user.get_auth_state()
+            (request,) = [
+                r for r in idp.requests if r["form"]["subject_token"] == subject["access_token"]
+            ]
+            assert request["form"]["audience"] == "rucio"
+            assert request["form"]["grant_type"].endswith(":token-exchange")
+        else:
+            from joserfc import jwt
+
+            from spawner_hooks.tokens import load_signing_key
+
+            key = load_signing_key(tmp_path / "issuer-key.json")
+            claims = jwt.decode(token, key).claims
+            assert claims["sub"] == name and claims["aud"] == ["rucio"]
+            # Rucio is down: the spawn went on and the session is told why
+            assert b"did not answer" in files[session.NOTICE_NAME]
+
+        # the files are the ones the shared builders make, for the pod's paths
+        paths = KubeSecretDelivery().paths(spawner)
+        default = site.rucio.default
+        assert files["rucio.cfg"].decode() == session.rucio_cfg(
+            default, rucio_account(name, default.account_mapping.prefix)
+        )
+        assert json.loads(files["jupyter_server_config.json"]) == (
+            session.rucio_jupyterlab_config(site.rucio.instances, default.name, str(paths.token))
+        )
+
+        spec = pod["spec"]
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        (container,) = [c for c in spec["containers"] if c["name"] == "notebook"]
+        mounts = {m["name"]: m for m in container["volumeMounts"]}
+        # the shared cache: read-only volume and read-only mount (hub_config.kube builders)
+        assert volumes[CACHE_VOLUME]["persistentVolumeClaim"]["readOnly"] is True
+        assert mounts[CACHE_VOLUME]["readOnly"] is True
+        # the session Secret: mounted read-only where the environment points
+        assert volumes[SESSION_VOLUME]["secret"]["secretName"] == secret_name
+        assert volumes[SESSION_VOLUME]["secret"]["defaultMode"] == 0o440  # fsGroup 100
+        assert mounts[SESSION_VOLUME] == {
+            "name": SESSION_VOLUME,
+            "mountPath": SESSION_MOUNT,
+            "readOnly": True,
+        }
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert env["BEARER_TOKEN_FILE"] == f"{SESSION_MOUNT}/rucio-token"
+        assert env["RUCIO_CONFIG"] == f"{SESSION_MOUNT}/rucio.cfg"
+        assert env["JUPYTER_CONFIG_PATH"] == SESSION_MOUNT
+        # no token in plain env: not as a value, not inside any value
+        strings = env_strings(pod)
+        assert strings and not [s for s in strings if token in s]
+        assert token not in json.dumps(pod)
+    finally:
+        await hub_stop(spawner)
+        await stop_reflectors()
+
+    # stopping the server removed the Secret and the pod; the home volume stays
+    assert get(plane, f"secrets/{secret_name}")[0] == 404
+    assert get(plane, f"pods/{spawner.pod_name}")[0] == 404
+    assert get(plane, f"persistentvolumeclaims/{spawner.pvc_name}")[0] == 200
+    # everything happened within the hub Role: nothing refused, no patch or update
+    assert forbidden_or_unexpected(plane, audit_start) == []
+    verbs = {
+        e["verb"]
+        for e in plane.audit_events()[audit_start:]
+        if e["user"]["username"] == plane.hub_user
+        and e.get("objectRef", {}).get("resource") == "secrets"
+    }
+    assert verbs == {"create", "delete"}
+
+
+@k8s
+async def test_a_left_over_secret_is_replaced_by_delete_and_create(plane, hub_token, idp):
+    """A hub that died before post_stop leaves a Secret; the next start replaces it
+    (a new object with the new token), with only the verbs the Role grants."""
+    from oauthenticator.generic import GenericOAuthenticator
+
+    config = spawner_config()
+    configure(config, make_site(free_port()), environ={"LAKEHUB_TOKEN_SOURCE": "token_exchange"})
+    user = HubUser("bob", {"access_token": idp.access_token_for("bob")})
+    authenticator = GenericOAuthenticator(
+        token_url=idp.token_url, client_id=idp.client_id, client_secret=idp.client_secret
+    )
+    spawner = new_spawner(config, user, authenticator)
+    name = f"{spawner.pod_name}-lakehub"
+    stale = plane.apply(
+        f"/api/v1/namespaces/{plane.namespace}/secrets",
+        {"metadata": {"name": name}, "data": {"rucio-token": base64.b64encode(b"old").decode()}},
+    )
+    audit_start = len(plane.audit_events())
+    try:
+        await hub_spawn(spawner)
+        status, secret = get(plane, f"secrets/{name}")
+        assert status == 200
+        assert secret["metadata"]["uid"] != stale["metadata"]["uid"]
+        assert secret_files(secret)["rucio-token"] != b"old"
+    finally:
+        await hub_stop(spawner)
+        await stop_reflectors()
+    assert get(plane, f"secrets/{name}")[0] == 404
+    assert forbidden_or_unexpected(plane, audit_start) == []
+
+
+@k8s
+async def test_the_hub_role_has_no_patch_so_a_patching_hook_fails(plane, hub_token, idp):
+    """What would happen to a hook that updated the Secret in place: RBAC refuses it
+    under the hub's identity, the audit check of the spawn test reports it, and the
+    Secret keeps its old content."""
+    from kubernetes_asyncio import client
+    from kubernetes_asyncio.client.exceptions import ApiException
+
+    from spawner_hooks.hooks import DeliveryFailed
+
+    # the apiserver's own answer for this identity
+    with plane.admin() as admin:
+        reviews = {}
+        for verb in ("create", "delete", "patch", "update"):
+            r = admin.post(
+                "/apis/authorization.k8s.io/v1/subjectaccessreviews",
+                json={
+                    "spec": {
+                        "user": plane.hub_user,
+                        "groups": ["system:serviceaccounts", "system:authenticated"],
+                        "resourceAttributes": {
+                            "namespace": plane.namespace,
+                            "verb": verb,
+                            "resource": "secrets",
+                        },
+                    }
+                },
+            )
+            reviews[verb] = r.json()["status"]["allowed"]
+    assert reviews == {"create": True, "delete": True, "patch": False, "update": False}
+
+    class PatchingDelivery(KubeSecretDelivery):
+        """The tempting alternative to delete + create: patch the existing Secret."""
+
+        async def deliver(self, spawner, bundle):
+            manifest = self.manifest(spawner, bundle)
+            try:
+                await spawner.api.patch_namespaced_secret(
+                    name=manifest["metadata"]["name"],
+                    namespace=spawner.namespace,
+                    body={"data": manifest["data"]},
+                )
+            except ApiException as exc:
+                raise DeliveryFailed(f"patch refused: HTTP {exc.status}") from None
+
+    user = HubUser("carol")
+    spawner = new_spawner(spawner_config(), user)
+    name = f"{spawner.pod_name}-lakehub"
+    plane.apply(
+        f"/api/v1/namespaces/{plane.namespace}/secrets",
+        {"metadata": {"name": name}, "data": {"rucio-token": base64.b64encode(b"old").decode()}},
+    )
+    audit_start = len(plane.audit_events())
+    bundle = SessionBundle("carol", "new-token", None, files={})
+    try:
+        with pytest.raises(DeliveryFailed, match="HTTP 403"):
+            await PatchingDelivery().deliver(spawner, bundle)
+        # the Role's verbs through the same client: delete + create work
+        await KubeSecretDelivery().deliver(spawner, bundle)
+        assert isinstance(spawner.api, client.CoreV1Api)
+    finally:
+        await KubeSecretDelivery().remove(spawner)
+        await stop_reflectors()
+    refused = forbidden_or_unexpected(plane, audit_start)
+    assert refused == [f"patch secrets/{name} -> 403"]
+
+
+@k8s
+async def test_a_refused_exchange_still_starts_the_server(plane, hub_token, idp):
+    """The identity provider says no: the server starts, the Secret carries the notice
+    and the status, and no token."""
+    from oauthenticator.generic import GenericOAuthenticator
+
+    config = spawner_config()
+    configure(config, make_site(free_port()), environ={"LAKEHUB_TOKEN_SOURCE": "token_exchange"})
+    user = HubUser("dave", {"access_token": idp.access_token_for("dave")})
+    wrong = GenericOAuthenticator(
+        token_url=idp.token_url, client_id=idp.client_id, client_secret="wrong"
+    )
+    spawner = new_spawner(config, user, wrong)
+    name = f"{spawner.pod_name}-lakehub"
+    try:
+        await hub_spawn(spawner)
+        status, secret = get(plane, f"secrets/{name}")
+        assert status == 200
+        files = secret_files(secret)
+        assert "rucio-token" not in files
+        assert b"HTTP 401" in files[session.NOTICE_NAME]
+        assert json.loads(files["status.json"])["problems"]
+    finally:
+        await hub_stop(spawner)
+        await stop_reflectors()
+    assert get(plane, f"secrets/{name}")[0] == 404
+
+
+def listening(pid: int) -> list[str]:
+    """host:port of every TCP socket process ``pid`` listens on (from /proc)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    found = []
+    for table, size in (("tcp", 4), ("tcp6", 16)):
+        for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] != "0A" or fields[9] not in inodes:  # 0A: LISTEN
+                continue
+            host, port = fields[1].split(":")
+            raw = bytes.fromhex(host)
+            if size == 4:
+                address = ".".join(str(b) for b in raw[::-1])
+            else:  # four little-endian 32-bit words
+                words = b"".join(raw[i : i + 4][::-1] for i in range(0, 16, 4))
+                address = str(ipaddress.IPv6Address(words))
+            found.append(f"{address}:{int(port, 16)}")
+    return found
+
+
+@k8s
+def test_everything_listens_on_loopback_only(plane):
+    for process in plane.processes:
+        addresses = listening(process.popen.pid)
+        assert addresses, process.name
+        for address in addresses:
+            assert address.startswith("127.0.0.1:"), (process.name, address)
