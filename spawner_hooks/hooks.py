@@ -168,39 +168,37 @@ class LakehubHooks:
 
         now = int(self.clock())
         token = await asyncio.to_thread(self.issuer.mint, username, now)
-        files = {
-            paths.rucio_cfg: session.rucio_cfg(default, account),
-            paths.jupyter_server_config: _json(
-                session.rucio_jupyterlab_config(
-                    self.site.rucio.instances, default.name, str(paths.token), replica=self.cache
-                )
-            ),
-        }
-        files[paths.status] = session.status_json(account, problems, now + self.issuer.lifetime)
+        expires = now + self.issuer.lifetime
+        files = session.session_files(
+            paths, self.site.rucio.instances, default, account, problems, expires, self.cache
+        )
         return SessionBundle(
             account=account,
             token=token,
-            token_expires=now + self.issuer.lifetime,
+            token_expires=expires,
             files=files,
             env=session.session_env(paths, cache_url=self.cache_url, token_url=self.token_url),
             problems=problems,
         )
 
     async def pre_spawn(self, spawner) -> None:
-        paths = self.delivery.paths(spawner)
-        bundle = await self.build(spawner, paths)
-        try:
-            await self.delivery.deliver(spawner, bundle)
-        except DeliveryFailed as exc:
-            # the server still starts; without its files it simply has no Rucio access
-            log.error("lakehub: %s", exc)
+        bundle = await self.build(spawner, self.delivery.paths(spawner))
+        await deliver(self.delivery, spawner, bundle)
         # Course material (nbgitpuller), once the home exists and before the server
         # starts; it never raises: a failed pull leaves a note in the home instead.
         if self.courses is not None:
             await self.courses.pull(spawner)
-        # a fresh dict: never mutate a dict that may be shared through config
-        spawner.environment = {**spawner.environment, **bundle.env}
 
 
-def _json(obj) -> str:
-    return json.dumps(obj, indent=2)
+async def deliver(delivery, spawner, bundle: SessionBundle) -> None:
+    """Hand a bundle to a delivery and its environment to the spawner.
+
+    A failed delivery never fails the spawn: the server starts without Rucio access and
+    the hub log says why.
+    """
+    try:
+        await delivery.deliver(spawner, bundle)
+    except DeliveryFailed as exc:
+        log.error("lakehub: %s", exc)
+    # a fresh dict: never mutate a dict that may be shared through config
+    spawner.environment = {**spawner.environment, **bundle.env}

@@ -33,7 +33,7 @@ from urllib.parse import quote
 
 from hub_config.site import Site
 from spawner_hooks import session
-from spawner_hooks.hooks import DeliveryFailed, LakehubHooks, SessionBundle
+from spawner_hooks.hooks import DeliveryFailed, LakehubHooks, SessionBundle, deliver
 from spawner_hooks.names import rucio_account
 
 log = logging.getLogger("JupyterHub").getChild("lakehub")
@@ -487,16 +487,9 @@ class TokenExchangeHooks:
         except TokenExchangeFailed as exc:
             log.warning("lakehub: Rucio token for %s: %s", username, exc)
             problems.append(f"Rucio token: {exc}")
-        files = {
-            paths.rucio_cfg: session.rucio_cfg(default, account),
-            paths.jupyter_server_config: json.dumps(
-                session.rucio_jupyterlab_config(
-                    self.site.rucio.instances, default.name, str(paths.token), replica=self.cache
-                ),
-                indent=2,
-            ),
-            paths.status: session.status_json(account, problems, expires),
-        }
+        files = session.session_files(
+            paths, self.site.rucio.instances, default, account, problems, expires, self.cache
+        )
         return SessionBundle(
             account=account,
             token=token,
@@ -507,15 +500,8 @@ class TokenExchangeHooks:
         )
 
     async def pre_spawn(self, spawner) -> None:
-        paths = self.delivery.paths(spawner)
-        bundle = await self.build(spawner, paths)
-        try:
-            await self.delivery.deliver(spawner, bundle)
-        except DeliveryFailed as exc:
-            # the server still starts; without its Secret it simply has no Rucio access
-            log.error("lakehub: %s", exc)
-        # a fresh dict: never mutate a dict that may be shared through config
-        spawner.environment = {**spawner.environment, **bundle.env}
+        bundle = await self.build(spawner, self.delivery.paths(spawner))
+        await deliver(self.delivery, spawner, bundle)
 
 
 # --- the three KubeSpawner hooks ----------------------------------------------------------

@@ -166,6 +166,26 @@ def session_env(
     return env
 
 
+def session_files(
+    paths: SessionPaths,
+    instances: Sequence[RucioInstance],
+    default: RucioInstance,
+    account: str,
+    problems: Sequence[str],
+    token_expires: int | None,
+    replica: ReplicaMode | None = None,
+) -> dict[PurePosixPath, str]:
+    """Every non-secret file a session gets, by path (shared by all deliveries)."""
+    return {
+        paths.rucio_cfg: rucio_cfg(default, account),
+        paths.jupyter_server_config: json.dumps(
+            rucio_jupyterlab_config(instances, default.name, str(paths.token), replica=replica),
+            indent=2,
+        ),
+        paths.status: status_json(account, problems, token_expires),
+    }
+
+
 def notice_markdown(problems: Sequence[str]) -> str:
     lines = [
         "# lakehub could not finish setting up your session",
