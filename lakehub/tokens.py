@@ -44,9 +44,9 @@ def seconds_until_renewal(issued: int, expires: int, now: float) -> float:
     return max(expires - lifetime / 3 - now, 0.0)
 
 
-def next_pause(previous: float) -> float:
+def next_pause(previous: float, shortest: float = MIN_PAUSE) -> float:
     """Back-off after a failed renewal: 5 s, 10 s, 20 s ... at most 5 minutes (pure)."""
-    return min(max(previous * 2, MIN_PAUSE), MAX_PAUSE)
+    return min(max(previous * 2, shortest), MAX_PAUSE)
 
 
 def write_token(path: Path, token: str) -> None:
@@ -70,6 +70,7 @@ class TokenRefresher:
         home: Path,
         log: logging.Logger,
         clock=time.time,
+        shortest_pause: float = MIN_PAUSE,
     ):
         self.token_file = token_file
         self.service_url = service_url.rstrip("/")
@@ -78,6 +79,7 @@ class TokenRefresher:
         self.log = log
         self.clock = clock
         self.failing = False
+        self.shortest_pause = shortest_pause
 
     def current_times(self) -> tuple[int, int]:
         try:
@@ -121,7 +123,7 @@ class TokenRefresher:
             try:
                 await self.renew()
             except Exception as exc:  # network errors come in many types; all mean "retry"
-                pause = next_pause(pause)
+                pause = next_pause(pause, self.shortest_pause)
                 if not self.failing:
                     self.log.warning("lakehub: could not renew the Rucio token (%s); retrying", exc)
                     await asyncio.to_thread(self._notice, f"The last attempt said: {exc}.")
