@@ -36,6 +36,7 @@ from hub_config.kube import (
     DEFAULT_CACHE_MOUNT,
     cache_volume,
     cache_volume_mount,
+    course_pull_script,
 )
 from hub_config.site import (
     Image,
@@ -342,6 +343,7 @@ def singleuser_values(site: Site) -> dict:
             "extraVolumeMounts": [cache_volume_mount(DEFAULT_CACHE_MOUNT)],
         },
         "extraEnv": {"LAKEHUB_CACHE_URL": cache_url()},
+        **course_values(site),
         # z2jh's policy stays on and keeps privateIPs closed; lakehub's chart adds a policy
         # that opens exactly the site's Rucio/storage destinations and the cache service.
         "networkPolicy": {
@@ -349,6 +351,14 @@ def singleuser_values(site: Site) -> dict:
             "egressAllowRules": {"privateIPs": False, "nonPrivateIPs": True},
         },
     }
+
+
+def course_values(site: Site) -> dict:
+    """Course material pulled by nbgitpuller when a user pod starts (postStart hook)."""
+    if not site.courses:
+        return {}
+    script = course_pull_script([(c.source, c.branch, c.target) for c in site.courses])
+    return {"lifecycleHooks": {"postStart": {"exec": {"command": ["sh", "-c", script]}}}}
 
 
 def jupyterhub_values(site: Site, site_data: Mapping) -> dict:
@@ -456,16 +466,25 @@ def render_values(site: Site, site_data: Mapping, source: str = "site file") -> 
     """The umbrella chart's values for ``site``; ``site_data`` is the file as parsed YAML
     (it goes into the site ConfigMap, so the hub reads exactly what the sysadmin wrote)."""
     problems = []
-    if site.kubernetes is None:
-        problems.append(
-            "kubernetes: required for a cluster deployment; add the section"
-            " (see examples/site.cluster.yaml and docs/deploy.md)"
+    if site.kubernetes is None:  # not a cluster site at all: the other checks would be noise
+        raise ValuesError(
+            source,
+            [
+                "kubernetes: required for a cluster deployment; add the section"
+                " (see examples/site.cluster.yaml and docs/deploy.md)"
+            ],
         )
     for n, instance in enumerate(site.rucio.instances):
         if instance.ca_cert is not None:
             problems.append(
                 f"rucio.instances[{n}].ca_cert: not supported on Kubernetes yet; add the CA"
                 " to the images' trust store and remove ca_cert"
+            )
+    for n, course in enumerate(site.courses):
+        if not course.is_git_url:
+            problems.append(
+                f"courses[{n}].source: pods cannot read a folder on this machine; push the"
+                " course to a git remote the cluster reaches and put its URL here"
             )
     if problems:
         raise ValuesError(source, problems)

@@ -602,3 +602,44 @@ def test_cli_prints_the_namespace():
     done = _cli(str(CLUSTER_EXAMPLE), "--print", "namespace")
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == load_site(CLUSTER_EXAMPLE).kubernetes.namespace
+
+
+# --------------------------------------------------------------------------- courses
+
+
+def test_courses_are_pulled_by_nbgitpuller_when_a_pod_starts(rendered, tmp_path):
+    """The postStart script runs for real here (with a stand-in ``gitpuller`` that
+    records its arguments or fails), as sh would run it in the pod."""
+    import subprocess
+
+    _path, values = rendered
+    site = load_site(_path)
+    hook = values["jupyterhub"]["singleuser"]["lifecycleHooks"]["postStart"]["exec"]["command"]
+    assert hook[:2] == ["sh", "-c"]
+    home = tmp_path / "home"
+    home.mkdir()
+    script = hook[2].replace("/home/jovyan", str(home))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "gitpuller").write_text('#!/bin/sh\necho "$@" >> "$(dirname "$0")/calls"\n')
+    (bin_dir / "gitpuller").chmod(0o755)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin"}
+    subprocess.run(["sh", "-c", script], env=env, check=True)
+    calls = (bin_dir / "calls").read_text().splitlines()
+    assert calls == [f"{c.source} {c.branch} {home}/{c.target}" for c in site.courses]
+    assert not (home / "LAKEHUB-COURSES.md").exists()
+    # an unreachable course: the pod still starts, the student reads why
+    (bin_dir / "gitpuller").write_text("#!/bin/sh\nexit 1\n")
+    result = subprocess.run(["sh", "-c", script], env=env)
+    assert result.returncode == 0
+    note = (home / "LAKEHUB-COURSES.md").read_text()
+    assert all(c.source in note for c in site.courses)
+
+
+def test_a_course_in_a_local_folder_is_refused_for_a_cluster(tmp_path):
+    data = yaml.safe_load(CLUSTER_EXAMPLE.read_text(encoding="utf-8"))
+    data["courses"] = [{"name": "local", "source": "../courses/demo", "target": "course"}]
+    path = tmp_path / "site.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    with pytest.raises(hv.ValuesError, match=r"courses\[0\]\.source: pods cannot read a folder"):
+        hv.values_for_file(path)
