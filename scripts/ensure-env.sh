@@ -19,11 +19,11 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi
 if [ ! -x "$uv" ]; then
-  echo "==> installing uv into $state/tools"
+  echo "==> installing uv into $state/tools" >&2
   python3 -m venv "$state/tools"
   "$state/tools/bin/pip" install --quiet "uv==0.13.8"
 fi
-echo "==> building the '$name' environment in $venv (from requirements/$name.txt)"
+echo "==> building the '$name' environment in $venv (from requirements/$name.txt)" >&2
 rm -rf "$venv"
 "$uv" venv --quiet --python "$python" "$venv"
 "$uv" pip sync --quiet --python "$venv/bin/python" "$lock"

@@ -8,8 +8,8 @@ if [ -x "$dest/node_modules/.bin/configurable-http-proxy" ] && [ "$(cat "$dest/.
   exit 0
 fi
 command -v npm >/dev/null || { echo "npm is missing: run 'make system-deps' (needs root) or install Node.js" >&2; exit 1; }
-echo "==> installing configurable-http-proxy (npm) into $dest"
+echo "==> installing configurable-http-proxy (npm) into $dest" >&2
 mkdir -p "$dest"
 cp "$top/localstack/node/package.json" "$top/localstack/node/package-lock.json" "$dest/"
-(cd "$dest" && npm ci --silent --no-audit --no-fund)
+(cd "$dest" && npm ci --silent --no-audit --no-fund >&2)
 echo "$want" > "$dest/.lock-sha"
