@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from hub_config.site import Site
+from hub_services.cache.config import service_config
 from localstack.paths import StackPaths, chp_binary, venv_bin
 from spawner_hooks.courses import CourseDelivery
 from spawner_hooks.files import write_private
@@ -66,28 +67,14 @@ def cache_url(site: Site) -> str:
 def cache_service_config(site: Site, paths: StackPaths) -> dict:
     """What hub_services.cache.app reads at start (written 0600: it names secret files)."""
     assert site.local is not None
-    default = site.rucio.default
-    rate = site.cache.transfer_rate_limit_mbps
-    return {
-        "port": site.local.cache_port,
-        "root": str(cache_root(site, paths)),
-        "index": str(paths.cache_service / "index.json"),
-        "quota_bytes": int(site.cache.quota_gb * 1e9),
-        "pinned": list(site.cache.pinned),
-        "rate_bps": rate * 1e6 / 8 if rate else None,
-        "max_parallel": site.cache.max_parallel_transfers,
-        "rule_poll_seconds": site.cache.rule_poll_seconds,
-        "rucio": {
-            "rucio_host": default.rucio_host,
-            "auth_host": default.auth_url,
-            "vo": default.vo,
-            "account": default.admin_account,
-            "username": "root",
-            "password_file": str(paths.rucio_root_password),
-            "cache_rse": site.cache.rse,
-            "ca_cert": str(default.ca_cert) if default.ca_cert else None,
-        },
-    }
+    return service_config(
+        site,
+        port=site.local.cache_port,
+        root=str(cache_root(site, paths)),
+        index=str(paths.cache_service / "index.json"),
+        admin_username="root",
+        password_file=str(paths.rucio_root_password),
+    )
 
 
 def course_git_env(site: Site, paths: StackPaths) -> dict[str, str]:

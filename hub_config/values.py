@@ -48,6 +48,7 @@ from hub_config.site import (
     parse_site,
     resolve_paths,
 )
+from hub_services.cache.config import service_config
 
 # --- names shared with the chart templates and with hub_config.kubernetes ---------------
 SITE_CONFIGMAP = "lakehub-site"
@@ -397,29 +398,17 @@ def cache_service_config(site: Site) -> dict:
     """
     k8s = site.kubernetes
     assert k8s is not None
-    default = site.rucio.default
-    rate = site.cache.transfer_rate_limit_mbps
-    return {
-        "port": CACHE_PORT,
-        "address": "0.0.0.0",  # noqa: S104  (a pod: reached through its Service)
-        "root": DEFAULT_CACHE_MOUNT,
-        "index": f"{CACHE_STATE_DIR}/index.json",
-        "quota_bytes": int(site.cache.quota_gb * 1e9),
-        "pinned": list(site.cache.pinned),
-        "rate_bps": rate * 1e6 / 8 if rate else None,
-        "max_parallel": site.cache.max_parallel_transfers,
-        "rule_poll_seconds": site.cache.rule_poll_seconds,
-        "rucio": {
-            "rucio_host": default.rucio_host,
-            "auth_host": default.auth_url,
-            "vo": default.vo,
-            "account": default.admin_account,
-            "username": k8s.rucio_admin_username,
-            "password_file": f"{RUCIO_ADMIN_DIR}/{RUCIO_ADMIN_KEY}",
-            "cache_rse": site.cache.rse,
-            "ca_cert": None,
-        },
-    }
+    config = service_config(
+        site,
+        port=CACHE_PORT,
+        address="0.0.0.0",  # noqa: S104  (a pod: reached through its Service)
+        root=DEFAULT_CACHE_MOUNT,
+        index=f"{CACHE_STATE_DIR}/index.json",
+        admin_username=k8s.rucio_admin_username,
+        password_file=f"{RUCIO_ADMIN_DIR}/{RUCIO_ADMIN_KEY}",
+    )
+    config["rucio"]["ca_cert"] = None  # refused for clusters (render_values says why)
+    return config
 
 
 def lakehub_values(site: Site, site_data: Mapping) -> dict:
