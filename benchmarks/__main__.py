@@ -229,26 +229,6 @@ def leftover_accounts(folder: Path) -> list[str]:
     ]
 
 
-#: every stack folder made by this process, for ``remove_reappeared_folders``
-STACK_FOLDERS: list[Path] = []
-
-
-def remove_reappeared_folders() -> None:
-    """Remove stack folders that came back after their stack was stopped and removed.
-
-    rucio-clients fixes its token folder (``BaseClient.TOKEN_PATH_PREFIX``, from TMPDIR)
-    when it is first imported, so the admin clients of every later stack in this
-    process keep writing their token into the first Rucio stack's TMPDIR, which
-    recreates that folder after it was removed; ``start_stack``'s per-stack TMPDIR does
-    not reach it.
-    """
-    for folder in STACK_FOLDERS:
-        if folder.exists():
-            left = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
-            log(f"WARNING {folder} reappeared after its stack was removed ({left}); removing it")
-            shutil.rmtree(folder, ignore_errors=True)
-
-
 @contextlib.contextmanager
 def running_stack(
     label: str, keep_logs: Path | None, site: dict | None = None, **options
@@ -259,7 +239,6 @@ def running_stack(
     settings); ``options`` those of ``start_stack``.
     """
     folder = stack_folder()
-    STACK_FOLDERS.append(folder)
     state = folder / "state"
     began = time.monotonic()
     log(f"{label}: starting a stack in {folder} ({options}, site {site or {}})")
@@ -1133,7 +1112,6 @@ def main(argv: list[str] | None = None) -> int:
             log(f"{', '.join(wanted)}: {time.monotonic() - group_began:.0f} s")
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-        remove_reappeared_folders()
     log(f"done in {time.monotonic() - began:.0f} s")
     if failed:
         log(f"no value for: {', '.join(failed)}")

@@ -119,9 +119,6 @@ class Stack:
         return found
 
 
-_previous_tmpdir: dict[Path, str | None] = {}
-
-
 def start_stack(
     state: Path,
     site_file: Path,
@@ -132,12 +129,9 @@ def start_stack(
 ) -> Stack:
     paths = StackPaths(state)
     site = load_site(site_file)
-    # rucio-clients keeps its token cache under TMPDIR, keyed by account but not by
-    # server: each stack gets its own, and stop_stack puts the previous one back
-    (state / "tmp").mkdir(parents=True, exist_ok=True)
-    _previous_tmpdir[state] = os.environ.get("TMPDIR")
-    os.environ["TMPDIR"] = str(state / "tmp")
-    tempfile.tempdir = None  # let tempfile see the change
+    # No process-wide TMPDIR games: rucio-clients fixes its token folder when first
+    # imported, and pytest's own temporary folders live under TMPDIR.  The servers get
+    # their own TMPDIR through their environments (localstack.stack).
     stack.prepare_secrets(paths)
     s = Stack(site_file, site, paths)
     if with_rucio:
@@ -154,13 +148,6 @@ def stop_stack(state: Path) -> None:
         stack.down(paths)
         stack.remove_system_users(paths)
     finally:
-        if state in _previous_tmpdir:
-            previous = _previous_tmpdir.pop(state)
-            if previous is None:
-                os.environ.pop("TMPDIR", None)
-            else:
-                os.environ["TMPDIR"] = previous
-            tempfile.tempdir = None
         shutil.rmtree(paths.state, ignore_errors=True)
 
 

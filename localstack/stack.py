@@ -91,7 +91,6 @@ def load_demo_data(site: Site, paths: StackPaths, progress: bool = True) -> None
         f"registering demo data in scope {demo.scope}: {', '.join(demo.layouts)}"
         f" ({demo.files} files x {demo.events} events each)"
     )
-    os.environ.setdefault("TMPDIR", str(paths.rucio / "tmp"))
     done = ensure_demo_datasets(site.rucio.default, paths, demo, progress=progress)
     total = sum(f.bytes for files in done.values() for f in files)
     say(f"demo datasets ready: {', '.join(done)} ({total / 1e6:.1f} MB)")

@@ -33,13 +33,13 @@ import json
 import logging
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlencode
 
+from spawner_hooks.as_owner import ChildFailed, child_main, run_as_owner
 from spawner_hooks.files import atomic_write
 
 log = logging.getLogger("JupyterHub").getChild("lakehub")
@@ -185,32 +185,17 @@ class CourseDelivery:
             return {}
         username = spawner.user.name
         try:
-            owner = await spawner.prepare_home()
-            ids = {"user": owner[0], "group": owner[1], "extra_groups": []} if owner else {}
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
+            reply = await run_as_owner(
+                spawner,
                 "spawner_hooks.courses",
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                cwd="/",
+                self.request(spawner.home_dir),
                 env=self.child_env(spawner.home_dir),
-                **ids,
+                limit_s=self.timeout * len(self.courses) + 30,
             )
-            limit = self.timeout * len(self.courses) + 30
-            try:
-                out, err = await asyncio.wait_for(
-                    proc.communicate(json.dumps(self.request(spawner.home_dir)).encode()), limit
-                )
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
-                raise RuntimeError(f"the course pull took longer than {limit:.0f} s") from None
-            if proc.returncode != 0:
-                detail = out.decode(errors="replace").strip() or err.decode(errors="replace")
-                raise RuntimeError(_reason(detail))
-            results = json.loads(out)["courses"]
+            results = reply["courses"]
+        except ChildFailed as exc:
+            log.error("lakehub: course pull for %s failed: %s", username, _reason(str(exc)))
+            return {}
         except Exception as exc:  # noqa: BLE001  one line in the log, the spawn goes on
             log.error("lakehub: course pull for %s failed: %s", username, exc)
             return {}
@@ -290,15 +275,5 @@ def apply(request: dict) -> dict:
     return {"courses": results}
 
 
-def main() -> int:
-    try:
-        report = apply(json.load(sys.stdin))
-    except Exception as exc:  # reported to the hub as one line, never as a traceback
-        print(json.dumps({"error": f"{type(exc).__name__}: {exc}"}))
-        return 1
-    print(json.dumps(report))
-    return 0
-
-
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(child_main(apply))

@@ -8,12 +8,11 @@ trick the hub into writing elsewhere with a symlink in their home.
 
 from __future__ import annotations
 
-import json
 import os
-import sys
 from pathlib import Path
 
 from spawner_hooks import notebooks
+from spawner_hooks.as_owner import child_main
 from spawner_hooks.files import atomic_write, write_private
 
 
@@ -40,15 +39,5 @@ def apply(bundle: dict) -> dict:
     return report
 
 
-def main() -> int:
-    try:
-        report = apply(json.load(sys.stdin))
-    except Exception as exc:  # reported to the hub as one line, never as a traceback
-        print(json.dumps({"error": f"{type(exc).__name__}: {exc}"}))
-        return 1
-    print(json.dumps(report))
-    return 0
-
-
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(child_main(apply))

@@ -12,15 +12,14 @@ is pulled afterwards by :class:`spawner_hooks.courses.CourseDelivery` (nbgitpull
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from hub_config.site import Site
 from spawner_hooks import notebooks, session
+from spawner_hooks.as_owner import ChildFailed, run_as_owner
 from spawner_hooks.courses import CourseDelivery
 from spawner_hooks.names import rucio_account
 from spawner_hooks.rucio import (
@@ -86,26 +85,15 @@ class HomeDelivery:
         }
 
     async def deliver(self, spawner, bundle: SessionBundle) -> None:
-        owner = await spawner.prepare_home()
-        ids = {"user": owner[0], "group": owner[1], "extra_groups": []} if owner else {}
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "spawner_hooks.home_writer",
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            cwd="/",
-            **ids,
-        )
-        payload = json.dumps(self.request(spawner, bundle)).encode()
-        out, err = await proc.communicate(payload)
-        if proc.returncode != 0:
-            detail = out.decode(errors="replace").strip() or err.decode(errors="replace")[-500:]
-            raise DeliveryFailed(
-                f"writing the session files for {spawner.user.name} failed: {detail}"
+        try:
+            reply = await run_as_owner(
+                spawner, "spawner_hooks.home_writer", self.request(spawner, bundle)
             )
-        report = json.loads(out or b"{}").get("notebooks", {})
+        except ChildFailed as exc:
+            raise DeliveryFailed(
+                f"writing the session files for {spawner.user.name} failed: {exc}"
+            ) from None
+        report = reply.get("notebooks", {})
         copied = sum(a in ("copy", "update") for a in report.values())
         if copied:
             log.info("lakehub: gave %s %d notebook file(s)", spawner.user.name, copied)

@@ -1,0 +1,64 @@
+"""Run one of lakehub's modules as the owner of a home, with a JSON request on stdin.
+
+Both the session-file writer (:mod:`spawner_hooks.home_writer`) and the course pull
+(:mod:`spawner_hooks.courses`) work inside a student's home.  Doing that work in a child
+process with the student's uid means a link planted in the home cannot redirect the
+hub's writes, and the request (which may hold a token) travels on a pipe, never in
+arguments or the environment.  The hub's event loop only awaits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Callable, Mapping
+
+
+class ChildFailed(RuntimeError):
+    """The child exited with an error; the message is its one-line report."""
+
+
+async def run_as_owner(
+    spawner,
+    module: str,
+    request: dict,
+    *,
+    env: Mapping[str, str] | None = None,
+    limit_s: float | None = None,
+) -> dict:
+    """Start ``python -m module`` as the home's owner, send ``request``, return its reply."""
+    owner = await spawner.prepare_home()
+    ids = {"user": owner[0], "group": owner[1], "extra_groups": []} if owner else {}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        module,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd="/",
+        env=dict(env) if env is not None else None,
+        **ids,
+    )
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(json.dumps(request).encode()), limit_s)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise ChildFailed(f"{module} took longer than {limit_s:.0f} s") from None
+    if proc.returncode != 0:
+        detail = out.decode(errors="replace").strip() or err.decode(errors="replace")[-500:]
+        raise ChildFailed(detail)
+    return json.loads(out or b"{}")
+
+
+def child_main(apply: Callable[[dict], dict]) -> int:
+    """The child's side: read the request, print the reply (or one error line) as JSON."""
+    try:
+        reply = apply(json.load(sys.stdin))
+    except Exception as exc:  # reported to the hub as one line, never as a traceback
+        print(json.dumps({"error": f"{type(exc).__name__}: {exc}"}))
+        return 1
+    print(json.dumps(reply))
+    return 0
