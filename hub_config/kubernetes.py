@@ -55,6 +55,8 @@ ENV_SESSION_HOME = "LAKEHUB_SESSION_HOME"  # the user's home in the pod (/home/j
 ENV_CACHE_URL = "LAKEHUB_CACHE_URL"  # the cache service; unset: no replica mode
 ENV_CACHE_MOUNT = "LAKEHUB_CACHE_MOUNT"  # where pods see the cache (read-only)
 ENV_CACHE_PFN_PREFIX = "LAKEHUB_CACHE_PFN_PREFIX"  # the cache RSE's path prefix
+# the token service as pods reach it (hub_services.issuer); unset: tokens are not renewed
+ENV_TOKEN_SERVICE_URL = "LAKEHUB_TOKEN_URL"  # noqa: S105 (a name, not a secret)
 # token_exchange
 ENV_EXCHANGE_AUDIENCE = "LAKEHUB_EXCHANGE_AUDIENCE"  # rucio
 ENV_EXCHANGE_SCOPE = "LAKEHUB_EXCHANGE_SCOPE"  # "openid profile"; empty: send no scope
@@ -111,6 +113,7 @@ def make_session(site: Site, environ: Mapping[str, str] | None = None) -> KubeSe
     )
     cache = replica_mode(site, environ)
     cache_url = environ.get(ENV_CACHE_URL) or None
+    token_service_url = environ.get(ENV_TOKEN_SERVICE_URL) or None
     if token_source(site, environ) == TOKEN_EXCHANGE:
         scope = environ.get(ENV_EXCHANGE_SCOPE, "openid profile")
         auth = site.auth  # an OIDC site names its token endpoint and the audience
@@ -122,7 +125,14 @@ def make_session(site: Site, environ: Mapping[str, str] | None = None) -> KubeSe
             token_url=environ.get(ENV_EXCHANGE_TOKEN_URL) or getattr(auth, "token_url", None),
             ca_cert=environ.get(ENV_EXCHANGE_CA_CERT) or None,
         )
-        hooks = TokenExchangeHooks(site, exchange, delivery, cache=cache, cache_url=cache_url)
+        hooks = TokenExchangeHooks(
+            site,
+            exchange,
+            delivery,
+            cache=cache,
+            cache_url=cache_url,
+            token_service_url=token_service_url,
+        )
         return KubeSession(hooks, delivery)
 
     # hub_issuer: the same hooks as local mode, with the Secret delivery
@@ -155,6 +165,7 @@ def make_session(site: Site, environ: Mapping[str, str] | None = None) -> KubeSe
         cache=cache,
         cache_url=cache_url,
         cache_quota_bytes=int(site.cache.quota_gb * 1e9),
+        token_url=token_service_url,
     )
     return KubeSession(hooks, delivery)
 

@@ -23,8 +23,12 @@ def instances_using_token_file(server_config: dict) -> list[str]:
 def _start_token_refresher(server_app) -> None:
     from tornado.ioloop import IOLoop
 
-    from lakehub.tokens import from_environment
+    from lakehub.tokens import adopt_seed_from_environment, from_environment
 
+    try:  # Kubernetes: the token file exists before any kernel or terminal starts
+        adopt_seed_from_environment()
+    except OSError as exc:
+        server_app.log.warning("lakehub: could not copy the session token: %s", exc)
     refresher = from_environment(server_app.log)
     if refresher is None:
         return

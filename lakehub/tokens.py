@@ -10,6 +10,10 @@ working without a restart.
 
 When renewal fails (hub or Rucio unreachable) it logs once, writes
 ``~/LAKEHUB-TOKEN-NOTICE.md``, retries with growing pauses and removes the note on success.
+
+On Kubernetes the token file is in a writable in-memory folder of the pod and the hub's
+copy is in the read-only session Secret (``$LAKEHUB_TOKEN_SEED``): the refresher starts
+from the seed and adopts it again whenever it holds a later token than the file.
 """
 
 from __future__ import annotations
@@ -61,6 +65,39 @@ def write_token(path: Path, token: str) -> None:
         raise
 
 
+def newer_seed(seed: str | None, current: str | None) -> bool:
+    """Whether the seed token expires later than the current one (pure)."""
+    if not seed or not seed.strip():
+        return False
+    return token_times(seed)[1] > token_times(current or "")[1]
+
+
+def _read(path: Path | None) -> str | None:
+    try:
+        return path.read_text() if path else None
+    except OSError:
+        return None
+
+
+def adopt_seed(token_file: Path, seed_file: Path) -> bool:
+    """Copy the seed over the token file when it holds a later token (blocking file
+    I/O of a few hundred bytes: call it at server start or from a thread)."""
+    seed = _read(seed_file)
+    if not newer_seed(seed, _read(token_file)):
+        return False
+    write_token(token_file, seed)
+    return True
+
+
+def adopt_seed_from_environment() -> bool:
+    """At server start: install ``$LAKEHUB_TOKEN_SEED`` as ``$BEARER_TOKEN_FILE`` if it
+    is newer, whether or not a token service is configured."""
+    token_file, seed = os.environ.get("BEARER_TOKEN_FILE"), os.environ.get("LAKEHUB_TOKEN_SEED")
+    if not (token_file and seed):
+        return False
+    return adopt_seed(Path(token_file), Path(seed))
+
+
 class TokenRefresher:
     def __init__(
         self,
@@ -71,8 +108,10 @@ class TokenRefresher:
         log: logging.Logger,
         clock=time.time,
         shortest_pause: float = MIN_PAUSE,
+        seed_file: Path | None = None,
     ):
         self.token_file = token_file
+        self.seed_file = seed_file
         self.service_url = service_url.rstrip("/")
         self.api_token = api_token
         self.home = home
@@ -82,10 +121,10 @@ class TokenRefresher:
         self.shortest_pause = shortest_pause
 
     def current_times(self) -> tuple[int, int]:
-        try:
-            return token_times(self.token_file.read_text())
-        except OSError:
-            return 0, 0
+        return token_times(_read(self.token_file) or "")
+
+    def adopt_seed(self) -> bool:
+        return self.seed_file is not None and adopt_seed(self.token_file, self.seed_file)
 
     async def renew(self) -> int:
         """Fetch and install a new token; returns its expiry."""
@@ -115,6 +154,11 @@ class TokenRefresher:
     async def run(self) -> None:
         pause = 0.0
         while True:
+            if self.seed_file is not None:
+                try:
+                    await asyncio.to_thread(self.adopt_seed)
+                except OSError as exc:
+                    self.log.warning("lakehub: could not copy the session token: %s", exc)
             issued, expires = self.current_times()
             wait = (
                 seconds_until_renewal(issued, expires, self.clock()) if not self.failing else pause
@@ -141,4 +185,7 @@ def from_environment(log: logging.Logger) -> TokenRefresher | None:
     api_token = os.environ.get("JUPYTERHUB_API_TOKEN")
     if not (token_file and url and api_token):
         return None
-    return TokenRefresher(Path(token_file), url, api_token, Path.home(), log)
+    seed = os.environ.get("LAKEHUB_TOKEN_SEED")
+    return TokenRefresher(
+        Path(token_file), url, api_token, Path.home(), log, seed_file=Path(seed) if seed else None
+    )

@@ -6,9 +6,19 @@ builders from :mod:`spawner_hooks.session`); only the delivery differs:
 * :class:`KubeSecretDelivery` turns the bundle into one Secret per server (the token,
   ``rucio.cfg``, ``jupyter_server_config.json``, ``status.json``) and the pod mounts it
   read-only at ``/var/run/lakehub``.  The pod spec carries paths, never the token.
+* The token the session uses lives in a small in-memory ``emptyDir`` of the pod
+  (``/var/run/lakehub-token/rucio-token``, ``BEARER_TOKEN_FILE``): lakehub's refresher
+  in the pod seeds it from the Secret's copy (``LAKEHUB_TOKEN_SEED``) and replaces it
+  with renewed tokens from the token service (``LAKEHUB_TOKEN_URL``).  The token service
+  also rewrites the Secret's copy after each renewal (``hub_services.secret_renewal``),
+  finding a user's Secrets by the ``lakehub/user`` label (a hash of the user name).
+* KubeSpawner writes the server's JupyterHub API token as a plain env value in the pod
+  spec (its upstream issue 398).  lakehub puts it into the same Secret and turns
+  ``JUPYTERHUB_API_TOKEN``/``JPY_API_TOKEN`` into ``secretKeyRef`` entries, so no token of
+  any kind is readable from the pod spec.
 * z2jh's hub Role may get/list/watch/create/delete Secrets but not patch or update them,
-  so a Secret is replaced by delete + create.  It is created before the pod exists, so an
-  owner reference to the pod is impossible; the Secret is removed in the stop path
+  so the hub replaces a Secret by delete + create.  It is created before the pod exists,
+  so an owner reference to the pod is impossible; the Secret is removed in the stop path
   (``post_stop_hook``), which JupyterHub runs after every stop, failed starts included.
 * Sites that log in through OIDC get the Rucio token by an RFC 8693 token exchange at
   the identity provider (:class:`TokenExchange`, httpx, asynchronous) instead of the
@@ -23,10 +33,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import json
 import logging
 import ssl
 import time
+import weakref
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from urllib.parse import quote
@@ -40,6 +52,9 @@ log = logging.getLogger("JupyterHub").getChild("lakehub")
 
 SESSION_MOUNT = "/var/run/lakehub"
 SESSION_VOLUME = "lakehub-session"
+TOKEN_MOUNT = "/var/run/lakehub-token"  # noqa: S105 (a path, not a secret)
+TOKEN_VOLUME = "lakehub-token"  # noqa: S105 (a name, not a secret)
+USER_LABEL = "lakehub/user"
 DEFAULT_HOME = "/home/jovyan"
 NOTEBOOK_CONTAINER = "notebook"  # KubeSpawner's name for the single-user container
 TOKEN_EXPIRES_ANNOTATION = "lakehub/token-expires"  # noqa: S105 (a name, not a secret)
@@ -54,10 +69,20 @@ ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"  # noqa: S10
 @dataclass(frozen=True)
 class KubeSessionPaths(session.SessionPaths):
     """Session paths in a pod.  ``root`` is the read-only Secret mount and holds every
-    file flat (a Secret key is a file name), the Jupyter config included; what the
+    file flat (a Secret key is a file name), the Jupyter config and the token's seed
+    included; the live token is in the writable ``live`` folder (an emptyDir); what the
     session writes itself (rucio-jupyterlab's state) lives under ``state`` in the home."""
 
     state: PurePosixPath = PurePosixPath(DEFAULT_HOME) / ".lakehub"
+    live: PurePosixPath = PurePosixPath(TOKEN_MOUNT)
+
+    @property
+    def token(self) -> PurePosixPath:
+        return self.live / TOKEN_KEY
+
+    @property
+    def token_seed(self) -> PurePosixPath:
+        return self.root / TOKEN_KEY
 
     @property
     def jupyter_config_dir(self) -> PurePosixPath:
@@ -71,9 +96,20 @@ class KubeSessionPaths(session.SessionPaths):
 # --- pure builders ----------------------------------------------------------------------
 
 
+TOKEN_KEY = "rucio-token"  # noqa: S105 (the Secret key / file name of the token)
+API_TOKEN_KEY = "jupyterhub-api-token"  # noqa: S105 (a Secret key, not a secret)
+API_TOKEN_ENV = ("JUPYTERHUB_API_TOKEN", "JPY_API_TOKEN")  # KubeSpawner's plain env names
+
+
 def secret_name(pod_name: str) -> str:
     """The Secret of a server; pod names are DNS labels, so this is a valid name."""
     return f"{pod_name}-lakehub"
+
+
+def user_label(username: str) -> str:
+    """A label value naming a user whatever characters the name has (label values
+    allow 63 of ``[A-Za-z0-9_.-]``): the first 40 hex digits of its SHA-256."""
+    return hashlib.sha256(username.encode()).hexdigest()[:40]
 
 
 def session_files(paths: session.SessionPaths, bundle: SessionBundle) -> dict[str, bytes]:
@@ -92,7 +128,7 @@ def session_files(paths: session.SessionPaths, bundle: SessionBundle) -> dict[st
         files[session.NOTICE_NAME] = session.notice_markdown(bundle.problems).encode()
     if bundle.token:
         # exactly the token: rucio-clients and rucio-jupyterlab want no trailing newline
-        files[paths.token.name] = bundle.token.strip().encode()
+        files[TOKEN_KEY] = bundle.token.strip().encode()
     return files
 
 
@@ -101,8 +137,9 @@ def secret_manifest(
 ) -> dict:
     """The Secret holding a session's files (camelCase, as sent to the API server).
 
-    Immutable: nothing may change it in place (the hub's Role could not anyway), and
-    the kubelet need not watch it.
+    Mutable: the token service replaces the token in it after each renewal (its own
+    Role grants ``update`` on Secrets; the hub's does not), and the kubelet then updates
+    the mounted copy.
     """
     metadata: dict = {"name": name, "labels": dict(labels)}
     if token_expires:
@@ -112,7 +149,7 @@ def secret_manifest(
         "kind": "Secret",
         "metadata": metadata,
         "type": "Opaque",
-        "immutable": True,
+        "immutable": False,
         "data": {
             key: base64.b64encode(content).decode("ascii") for key, content in sorted(files.items())
         },
@@ -133,6 +170,20 @@ def secret_volume(name: str, mode: int) -> dict:
 
 def secret_volume_mount(mount_path: str = SESSION_MOUNT) -> dict:
     return {"name": SESSION_VOLUME, "mountPath": mount_path, "readOnly": True}
+
+
+def api_token_env(name: str, secret: str) -> dict:
+    """An env entry taking the server's API token from its Secret, not from the spec."""
+    return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": API_TOKEN_KEY}}}
+
+
+def token_volume() -> dict:
+    """The live token's folder: in memory (never on a node's disk), private to the pod."""
+    return {"name": TOKEN_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}}
+
+
+def token_volume_mount(mount_path: str = TOKEN_MOUNT) -> dict:
+    return {"name": TOKEN_VOLUME, "mountPath": mount_path}
 
 
 def session_file_mode(fs_group: int | None) -> int:
@@ -163,15 +214,21 @@ class KubeSecretDelivery:
         home: str = DEFAULT_HOME,
         request_timeout: float = 30.0,
         attempts: int = 5,
+        token_mount: str = TOKEN_MOUNT,
     ):
         self.mount_path = mount_path
+        self.token_mount = token_mount
+        # spawners whose Secret holds their API token (the env may then refer to it)
+        self._holding_api_token: weakref.WeakSet = weakref.WeakSet()
         self.home = home
         self.request_timeout = request_timeout
         self.attempts = attempts
 
     def paths(self, spawner) -> KubeSessionPaths:
         return KubeSessionPaths(
-            PurePosixPath(self.mount_path), state=PurePosixPath(self.home) / ".lakehub"
+            PurePosixPath(self.mount_path),
+            state=PurePosixPath(self.home) / ".lakehub",
+            live=PurePosixPath(self.token_mount),
         )
 
     @staticmethod
@@ -184,10 +241,13 @@ class KubeSecretDelivery:
             "app.kubernetes.io/part-of": "lakehub",
             "app.kubernetes.io/component": "session",
             "lakehub/pod": spawner.pod_name,
+            USER_LABEL: user_label(spawner.user.name),
         }
 
     def manifest(self, spawner, bundle: SessionBundle) -> dict:
         files = session_files(self.paths(spawner), bundle)
+        if getattr(spawner, "api_token", None):
+            files[API_TOKEN_KEY] = spawner.api_token.encode()
         return secret_manifest(
             self.name(spawner), files, self.labels(spawner), bundle.token_expires
         )
@@ -217,6 +277,8 @@ class KubeSecretDelivery:
                         namespace=spawner.namespace,
                         body=manifest,
                     )
+                    if API_TOKEN_KEY in manifest["data"]:
+                        self._holding_api_token.add(spawner)
                     return
                 except Exception as exc:
                     if _status(exc) != 409 or attempt == self.attempts - 1:
@@ -231,6 +293,7 @@ class KubeSecretDelivery:
             ) from None
 
     async def remove(self, spawner) -> None:
+        self._holding_api_token.discard(spawner)
         name = self.name(spawner)
         try:
             await self._delete(spawner, name)
@@ -243,21 +306,31 @@ class KubeSecretDelivery:
         return secret_volume(self.name(spawner), session_file_mode(fs_group))
 
     def modify_pod(self, spawner, pod):
-        """Add the Secret volume and its read-only mount to KubeSpawner's V1Pod."""
-        from kubernetes_asyncio.client.models import V1Volume, V1VolumeMount
+        """Add the Secret volume (read-only) and the live token's emptyDir to
+        KubeSpawner's V1Pod."""
+        from kubernetes_asyncio.client.models import V1EnvVar, V1Volume, V1VolumeMount
         from kubespawner.utils import get_k8s_model
 
         spec = pod.spec
         fs_group = _field(spec.security_context, "fs_group", "fsGroup")
-        volume = self.pod_volume(spawner, fs_group)
-        spec.volumes = [v for v in (spec.volumes or []) if _name(v) != SESSION_VOLUME]
-        spec.volumes.append(get_k8s_model(V1Volume, volume))
+        ours = (SESSION_VOLUME, TOKEN_VOLUME)
+        spec.volumes = [v for v in (spec.volumes or []) if _name(v) not in ours]
+        spec.volumes.append(get_k8s_model(V1Volume, self.pod_volume(spawner, fs_group)))
+        spec.volumes.append(get_k8s_model(V1Volume, token_volume()))
         container = next(
             (c for c in spec.containers if c.name == NOTEBOOK_CONTAINER), spec.containers[0]
         )
-        mounts = [m for m in (container.volume_mounts or []) if _name(m) != SESSION_VOLUME]
+        mounts = [m for m in (container.volume_mounts or []) if _name(m) not in ours]
         mounts.append(get_k8s_model(V1VolumeMount, secret_volume_mount(self.mount_path)))
+        mounts.append(get_k8s_model(V1VolumeMount, token_volume_mount(self.token_mount)))
         container.volume_mounts = mounts
+        if spawner in self._holding_api_token:
+            container.env = [
+                get_k8s_model(V1EnvVar, api_token_env(_name(e), self.name(spawner)))
+                if _name(e) in API_TOKEN_ENV
+                else e
+                for e in (container.env or [])
+            ]
         return pod
 
 
@@ -398,8 +471,15 @@ class TokenExchange:
         return token
 
     async def exchange(self, spawner) -> ExchangedToken:
-        url, client_id, secret = self.endpoint(spawner)
-        subject = await self.subject_token(spawner)
+        endpoint = self.endpoint(spawner)
+        return await self.exchange_subject(await self.subject_token(spawner), endpoint)
+
+    async def exchange_subject(
+        self, subject: str, endpoint: tuple[str, str, str] | None = None
+    ) -> ExchangedToken:
+        """Exchange ``subject`` (a user's access token); without ``endpoint`` the
+        configured token URL and client are used (the token service has no spawner)."""
+        url, client_id, secret = endpoint or self.endpoint(None)
         client, limit = self._client()
         try:
             async with limit:
@@ -467,12 +547,14 @@ class TokenExchangeHooks:
         delivery: KubeSecretDelivery,
         cache: session.ReplicaMode | None = None,
         cache_url: str | None = None,
+        token_service_url: str | None = None,
     ):
         self.site = site
         self.exchange = exchange
         self.delivery = delivery
         self.cache = cache
         self.cache_url = cache_url
+        self.token_service_url = token_service_url  # where sessions renew (lakehub.tokens)
 
     async def build(self, spawner, paths: session.SessionPaths) -> SessionBundle:
         username = spawner.user.name
@@ -495,7 +577,9 @@ class TokenExchangeHooks:
             token=token,
             token_expires=expires,
             files=files,
-            env=session.session_env(paths, cache_url=self.cache_url),
+            env=session.session_env(
+                paths, cache_url=self.cache_url, token_url=self.token_service_url
+            ),
             problems=problems,
         )
 

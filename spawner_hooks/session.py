@@ -47,6 +47,12 @@ class SessionPaths:
         return self.root / "rucio-token"
 
     @property
+    def token_seed(self) -> PurePosixPath | None:
+        """A read-only copy the session starts from when ``token`` is not writable where
+        it is delivered (Kubernetes); locally the token is written in place."""
+        return None
+
+    @property
     def jupyter_config_dir(self) -> PurePosixPath:
         return self.root / "jupyter"
 
@@ -163,6 +169,8 @@ def session_env(
         env["LAKEHUB_CACHE_URL"] = cache_url
     if token_url:  # where the session's refresher renews the token (lakehub.tokens)
         env["LAKEHUB_TOKEN_URL"] = token_url
+    if paths.token_seed is not None:
+        env["LAKEHUB_TOKEN_SEED"] = str(paths.token_seed)
     return env
 
 
