@@ -621,7 +621,8 @@ class Kubernetes(_Model):
     issuer_url: HttpUrl | None = Field(
         None,
         description="native logins: the issuer URL the Rucio server trusts for the hub's"
-        " tokens (its 'iss'); required with auth.type native",
+        " tokens (its 'iss'); default <public_url>/services/lakehub-issuer, where the"
+        " chart's token service publishes its public keys through the hub's proxy",
     )
 
     @model_validator(mode="after")
@@ -635,6 +636,16 @@ class Kubernetes(_Model):
         if len(defaults) > 1:
             raise ValueError(f"kubernetes.profiles: at most one default, got {defaults}")
         return self
+
+    @property
+    def token_issuer_url(self) -> str | None:
+        """The issuer URL of native-login clusters: given, or the token service
+        (JupyterHub service ``lakehub-issuer``) under the public URL."""
+        if self.issuer_url is not None:
+            return str(self.issuer_url).rstrip("/")
+        if self.public_url is not None:
+            return str(self.public_url).rstrip("/") + "/services/lakehub-issuer"
+        return None
 
     @property
     def default_profile(self) -> Profile:
@@ -685,10 +696,12 @@ class Site(_Model):
     @model_validator(mode="after")
     def _native_cluster_names_its_issuer(self) -> Site:
         if self.kubernetes is not None and self.auth.type == "native":
-            if self.kubernetes.issuer_url is None:
+            if self.kubernetes.token_issuer_url is None:
                 raise ValueError(
                     "kubernetes.issuer_url: native logins on a cluster need the URL of the"
-                    " hub's token issuer that the Rucio server trusts (or use auth.type oidc)"
+                    " hub's token issuer that the Rucio server trusts; set it, or set"
+                    " kubernetes.public_url (the issuer is then <public_url>/services/"
+                    "lakehub-issuer), or use auth.type oidc"
                 )
         return self
 

@@ -63,8 +63,16 @@ CACHE_CONFIG_MOUNT = "/etc/lakehub/cache"
 CACHE_STATE_DIR = "/var/lib/lakehub-cache"
 WARM_SERVICE = "lakehub-warm"
 CACHE_ACCESS = f"access:services!service={CACHE_SERVICE}"
-# JupyterHub's defaults for a server's own token, plus the cache service
-SERVER_TOKEN_SCOPES = ["users:activity!user", "access:servers!server", CACHE_ACCESS]
+ISSUER_SERVICE = "lakehub-issuer"  # the token service (hub_services.issuer)
+TOKEN_PORT = 8009
+TOKEN_ACCESS = f"access:services!service={ISSUER_SERVICE}"
+# JupyterHub's defaults for a server's own token, plus the cache and token services
+SERVER_TOKEN_SCOPES = [
+    "users:activity!user",
+    "access:servers!server",
+    CACHE_ACCESS,
+    TOKEN_ACCESS,
+]
 SECRETS_DIR = "/etc/lakehub/secrets"
 RUCIO_ADMIN_DIR = f"{SECRETS_DIR}/rucio-admin"
 RUCIO_ADMIN_KEY = "password"
@@ -104,6 +112,11 @@ def image_values(image: Image) -> dict:
     if image.pull_policy:
         out["pullPolicy"] = image.pull_policy
     return out
+
+
+def token_service_url() -> str:
+    """The token service inside the namespace (sessions renew their token there)."""
+    return f"http://{ISSUER_SERVICE}:{TOKEN_PORT}"
 
 
 def cache_url() -> str:
@@ -248,6 +261,7 @@ def hub_values(site: Site, site_data: Mapping) -> dict:
         "LAKEHUB_CACHE_URL": cache_url(),
         "LAKEHUB_CACHE_MOUNT": DEFAULT_CACHE_MOUNT,
         "LAKEHUB_CACHE_PFN_PREFIX": DEFAULT_CACHE_MOUNT,  # the cache pod mounts it there too
+        "LAKEHUB_TOKEN_URL": token_service_url(),
     }
     volumes: list[dict] = [{"name": "lakehub-site", "configMap": {"name": SITE_CONFIGMAP}}]
     mounts: list[dict] = [
@@ -268,8 +282,8 @@ def hub_values(site: Site, site_data: Mapping) -> dict:
         env["LAKEHUB_EXCHANGE_TOKEN_URL"] = site.auth.token_url
     else:
         # native logins: the hub signs Rucio tokens and creates the Rucio accounts itself
-        assert k8s.issuer_url is not None
-        env["LAKEHUB_ISSUER_URL"] = k8s.issuer_url
+        assert k8s.token_issuer_url is not None
+        env["LAKEHUB_ISSUER_URL"] = k8s.token_issuer_url
         env["LAKEHUB_ISSUER_KEY_FILE"] = f"{ISSUER_KEY_DIR}/{ISSUER_KEY_KEY}"
         env["LAKEHUB_RUCIO_ADMIN_USERNAME"] = k8s.rucio_admin_username
         env["LAKEHUB_RUCIO_ADMIN_PASSWORD_FILE"] = f"{RUCIO_ADMIN_DIR}/{RUCIO_ADMIN_KEY}"
@@ -308,12 +322,15 @@ def hub_values(site: Site, site_data: Mapping) -> dict:
             "services": {
                 CACHE_SERVICE: {"url": cache_url(), "display": False},
                 WARM_SERVICE: {"display": False},
+                ISSUER_SERVICE: {"url": token_service_url(), "display": False},
             },
             "loadRoles": {
                 "user": {
-                    "description": "every user: their own things, and the shared cache",
-                    "scopes": ["self", CACHE_ACCESS],
+                    "description": "every user: their own things, the shared cache and"
+                    " their own renewed Rucio token",
+                    "scopes": ["self", CACHE_ACCESS, TOKEN_ACCESS],
                 },
+                **token_service_role(site),
                 WARM_SERVICE: {
                     "description": "the cache warm-up job: fetch and pin a course's datasets",
                     "scopes": [CACHE_ACCESS, "admin:servers"],
@@ -323,6 +340,57 @@ def hub_values(site: Site, site_data: Mapping) -> dict:
         }
     )
     return hub
+
+
+def token_service_role(site: Site) -> dict:
+    """OIDC sites: the token service reads users' access tokens from the hub (auth
+    state) to exchange them; native sites' token service needs no hub scope."""
+    if not isinstance(site.auth, OidcAuth):
+        return {}
+    return {
+        ISSUER_SERVICE: {
+            "description": "the token service: read users' auth state to renew Rucio tokens",
+            "scopes": ["read:users:name", "admin:auth_state"],
+            "services": [ISSUER_SERVICE],
+        }
+    }
+
+
+def token_service_values(site: Site) -> dict:
+    """The chart's ``tokens.service``: hub_services.issuer's arguments and secrets."""
+    k8s = site.kubernetes
+    assert k8s is not None
+    service: dict = {
+        "enabled": True,
+        "name": ISSUER_SERVICE,
+        "port": TOKEN_PORT,
+        "image": image_values(k8s.images.hub),
+        "renewSecrets": True,
+        "signingKeySecret": None,
+        "signingKeyMountPath": ISSUER_KEY_DIR,
+        "oauthClientSecret": None,
+        "hubApiUrl": HUB_API_URL,
+    }
+    if isinstance(site.auth, OidcAuth):
+        service["args"] = [
+            "--source=token_exchange",
+            f"--exchange-token-url={site.auth.token_url}",
+            f"--exchange-client-id={site.auth.client_id}",
+            f"--exchange-audience={site.auth.token_exchange_audience}",
+        ]
+        service["oauthClientSecret"] = {
+            "name": site.auth.secret_name,
+            "key": OIDC_CLIENT_SECRET_KEY,
+        }
+    else:
+        service["args"] = [
+            "--source=hub_issuer",
+            f"--issuer-url={k8s.token_issuer_url}",
+            f"--key={ISSUER_KEY_DIR}/{ISSUER_KEY_KEY}",
+            f"--lifetime={site.tokens.lifetime_seconds}",
+        ]
+        service["signingKeySecret"] = {"name": k8s.issuer_key_secret, "key": ISSUER_KEY_KEY}
+    return {"service": service}
 
 
 def singleuser_values(site: Site) -> dict:
@@ -445,6 +513,7 @@ def lakehub_values(site: Site, site_data: Mapping) -> dict:
                 "course": {"name": f"{site.name} warm-up", "datasets": [], "pin": True},
             },
         },
+        "tokens": token_service_values(site),
         "networkPolicy": {"enabled": True, "singleuserEgress": egress_values(site)},
         "notebooksJob": {"enabled": False, "image": image_values(k8s.images.singleuser)},
         "publicUrl": k8s.public_url,

@@ -15,9 +15,7 @@ from __future__ import annotations
 import copy
 import json
 import os
-import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import kubernetes_validate
@@ -32,6 +30,7 @@ CHART = REPO_ROOT / "helm" / "lakehub"
 EXAMPLES = REPO_ROOT / "examples"
 CLUSTER_EXAMPLE = EXAMPLES / "site.cluster.yaml"
 RELEASE = "lakehub"
+RELEASE_NAMESPACE = "lakehub"
 K8S_VERSIONS = sorted({"1.30", kubernetes_validate.latest_version()})
 
 pytestmark = pytest.mark.chart
@@ -50,50 +49,6 @@ CLUSTER_SITES = cluster_sites()
 
 
 # --------------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture(scope="session")
-def helm(tmp_path_factory) -> list[str]:
-    """The helm command, with its own config/cache folders (the user's stay untouched)."""
-    started = time.monotonic()
-    done = subprocess.run(
-        ["bash", str(REPO_ROOT / "scripts" / "ensure-helm.sh")],
-        capture_output=True,
-        text=True,
-        timeout=1800,
-        check=False,
-    )
-    assert done.returncode == 0, f"scripts/ensure-helm.sh failed:\n{done.stderr}"
-    binary = done.stdout.strip().splitlines()[-1]
-    print(f"helm: {binary} ({time.monotonic() - started:.1f} s to ensure)")
-    home = tmp_path_factory.mktemp("helm-home")
-    for name in ("HELM_CACHE_HOME", "HELM_CONFIG_HOME", "HELM_DATA_HOME"):
-        os.environ[name] = str(home / name.lower())
-    return [binary]
-
-
-@pytest.fixture(scope="session")
-def reference() -> Path | None:
-    where = os.environ.get("LAKEHUB_Z2JH_REFERENCE")
-    if where and Path(where, "z2jh-4.4.0-values.schema.yaml").is_file():
-        return Path(where)
-    return None
-
-
-@pytest.fixture(scope="session")
-def chart(tmp_path_factory, reference) -> Path:
-    """helm/lakehub with a stand-in for the z2jh 4.4.0 dependency (no templates)."""
-    staged = tmp_path_factory.mktemp("chart") / "lakehub"
-    shutil.copytree(CHART, staged, ignore=shutil.ignore_patterns("charts", "Chart.lock"))
-    standin = staged / "charts" / "jupyterhub"
-    standin.mkdir(parents=True)
-    meta = {"apiVersion": "v2", "name": "jupyterhub", "version": "4.4.0"}
-    (standin / "Chart.yaml").write_text(yaml.safe_dump(meta), encoding="utf-8")
-    if reference is not None:
-        schema = yaml.safe_load((reference / "z2jh-4.4.0-values.schema.yaml").read_text())
-        (standin / "values.schema.json").write_text(json.dumps(schema), encoding="utf-8")
-        shutil.copy(reference / "z2jh-4.4.0-values.yaml", standin / "values.yaml")
-    return staged
 
 
 def run_helm(helm, *args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -116,7 +71,7 @@ def render(helm, chart: Path, values_file: Path, *extra: str) -> list[dict]:
         RELEASE,
         str(chart),
         "--namespace",
-        "lakehub",
+        RELEASE_NAMESPACE,
         "-f",
         str(values_file),
         "--set",
@@ -192,11 +147,17 @@ def test_every_rendered_object_is_valid_kubernetes(rendered):
         [
             "ConfigMap",  # the site file
             "ConfigMap",  # the cache service's config.json
-            "Deployment",
-            "NetworkPolicy",
-            "NetworkPolicy",
+            "Deployment",  # the cache service
+            "Deployment",  # the token service
+            "NetworkPolicy",  # user pods' egress
+            "NetworkPolicy",  # who may call the cache service
+            "NetworkPolicy",  # who may call the token service
             "PersistentVolumeClaim",
+            "Role",  # the token service rewrites session Secrets
+            "RoleBinding",
             "Service",
+            "Service",
+            "ServiceAccount",
         ]
     )
 
@@ -269,14 +230,74 @@ def test_network_policies_add_to_z2jh_for_user_pods_and_guard_the_cache(rendered
     }
     assert egress["spec"]["policyTypes"] == ["Egress"]
     rules = egress["spec"]["egress"]
-    assert rules[1:] == values["networkPolicy"]["singleuserEgress"]
-    cache_rule = rules[0]
+    assert rules[2:] == values["networkPolicy"]["singleuserEgress"]
+    cache_rule, token_rule = rules[:2]
     assert cache_rule["ports"] == [{"protocol": "TCP", "port": values["cache"]["service"]["port"]}]
+    assert token_rule["ports"] == [{"protocol": "TCP", "port": values["tokens"]["service"]["port"]}]
+    assert token_rule["to"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == (
+        "tokens"
+    )
     (guard,) = by_kind(rendered, "NetworkPolicy", values["cache"]["service"]["name"])
     assert guard["spec"]["policyTypes"] == ["Ingress"]
     sources = [p["podSelector"]["matchLabels"] for p in guard["spec"]["ingress"][0]["from"]]
     components = {s.get("component") or s.get("app.kubernetes.io/component") for s in sources}
     assert components == {"hub", "proxy", "singleuser-server", "cache-warm"}
+
+
+def test_the_token_service_is_wired_to_the_hub_and_may_only_rewrite_secrets(rendered, site_values):
+    path, values, _ = site_values
+    site = load_site(path)
+    service = values["tokens"]["service"]
+    hub = values["jupyterhub"]["hub"]
+    (deployment,) = by_kind(rendered, "Deployment", service["name"])
+    pod = deployment["spec"]["template"]
+    assert pod["metadata"]["labels"]["hub.jupyter.org/network-access-hub"] == "true"
+    assert pod["spec"]["serviceAccountName"] == service["name"]
+    (container,) = pod["spec"]["containers"]
+    assert container["command"][:3] == ["python3", "-m", "hub_services.issuer"]
+    assert container["command"][-2:] == ["--renew-secrets-in", RELEASE_NAMESPACE]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["JUPYTERHUB_API_TOKEN"]["valueFrom"]["secretKeyRef"] == {
+        "name": values["hubSecretName"],
+        "key": f"hub.services.{service['name']}.apiToken",
+    }
+    # secrets only by reference or as mounted files, never as plain values
+    assert all("value" not in e or "SECRET" not in e["name"] for e in container["env"])
+    if site.auth.type == "oidc":
+        assert "--source=token_exchange" in container["command"]
+        assert env["OAUTH_CLIENT_SECRET"]["valueFrom"]["secretKeyRef"]["name"] == (
+            site.auth.secret_name
+        )
+        role = hub["loadRoles"][service["name"]]
+        assert set(role["scopes"]) == {"read:users:name", "admin:auth_state"}
+    else:
+        assert "--source=hub_issuer" in container["command"]
+        volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+        assert volumes["signing-key"]["secret"]["secretName"] == site.kubernetes.issuer_key_secret
+        assert f"--issuer-url={site.kubernetes.token_issuer_url}" in container["command"]
+    # its own Role: find a user's Secrets and replace the token in them, nothing else
+    (role,) = by_kind(rendered, "Role", service["name"])
+    assert role["rules"] == [
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "update"]}
+    ]
+    (binding,) = by_kind(rendered, "RoleBinding", service["name"])
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": service["name"], "namespace": RELEASE_NAMESPACE}
+    ]
+    # the hub knows it as a service; sessions may call it and are told where it is
+    (svc,) = by_kind(rendered, "Service", service["name"])
+    url = f"http://{svc['metadata']['name']}:{svc['spec']['ports'][0]['port']}"
+    assert hub["services"][service["name"]]["url"] == url
+    assert hub["extraEnv"]["LAKEHUB_TOKEN_URL"] == url
+    assert hv.TOKEN_ACCESS in hub["loadRoles"]["user"]["scopes"]
+    assert hv.TOKEN_ACCESS in hub["config"]["Spawner"]["server_token_scopes"]
+    (guard,) = by_kind(rendered, "NetworkPolicy", service["name"])
+    sources = guard["spec"]["ingress"][0]["from"]
+    assert sorted(p["podSelector"]["matchLabels"]["component"] for p in sources) == [
+        "hub",
+        "proxy",
+        "singleuser-server",
+    ]
 
 
 def test_optional_objects_are_valid_too(helm, chart, tmp_path):
@@ -486,8 +507,8 @@ async def test_user_pods_and_home_claims_are_valid_with_lakehub_hooks(kubeconfig
         assert volumes["lakehub-cache"]["persistentVolumeClaim"]["readOnly"] is True
         limits = container["resources"]["limits"]
         assert int(limits["memory"]) == memory_bytes(profile["kubespawner_override"]["mem_limit"])
-        # the Rucio token is a mounted file, never a value in the pod spec (KubeSpawner's
-        # own JUPYTERHUB_API_TOKEN/JPY_API_TOKEN aside: upstream issue 398)
+        # the Rucio token is a mounted file, never a value in the pod spec (the hub API
+        # token joins the Secret when it is created: tests/test_k8s.py)
         env = {e["name"]: e.get("value") for e in container.get("env", [])}
         assert "BEARER_TOKEN" not in env
         assert not any(str(v).startswith("eyJ") for v in env.values())

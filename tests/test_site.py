@@ -609,6 +609,17 @@ def test_kubernetes_defaults():
     assert k8s.rucio_admin_secret == "lakehub-rucio-admin"
 
 
+def test_native_cluster_issuer_defaults_to_the_token_service_behind_the_public_url():
+    d = _minimal()
+    d["kubernetes"] = {"public_url": "https://hub.example.org/"}
+    assert (
+        parse_site(d).kubernetes.token_issuer_url
+        == "https://hub.example.org/services/lakehub-issuer"
+    )
+    d["kubernetes"]["issuer_url"] = "https://tokens.example.org/"
+    assert parse_site(d).kubernetes.token_issuer_url == "https://tokens.example.org"
+
+
 def test_oidc_defaults(cluster):
     for key in ("username_claim", "scopes", "token_exchange_audience"):
         cluster["auth"].pop(key)
@@ -696,8 +707,11 @@ CLUSTER_BAD_INPUT = [
         ["required field is missing", "'native'", "'oidc'"],
     ),
     (
-        "native-cluster-without-issuer-url",
-        _set(("auth",), {"type": "native", "admin_users": ["teacher"]}),
+        "native-cluster-without-issuer-or-public-url",
+        lambda d: (
+            d.__setitem__("auth", {"type": "native", "admin_users": ["teacher"]}),
+            d["kubernetes"].pop("public_url", None),
+        ),
         "kubernetes.issuer_url",
         ["native", "issuer", "Rucio"],
     ),
