@@ -413,7 +413,11 @@ class ControlPlane:
                     "kind": "Policy",
                     "omitStages": ["RequestReceived"],
                     "rules": [
-                        {"level": "Metadata", "users": [self.hub_user]},
+                        # every ServiceAccount of the namespace: the hub, the token service
+                        {
+                            "level": "Metadata",
+                            "userGroups": [f"system:serviceaccounts:{self.namespace}"],
+                        },
                         {"level": "None"},
                     ],
                 }
@@ -465,34 +469,46 @@ class ControlPlane:
             timeout=30,
         )
 
-    def apply(self, path: str, body: dict) -> dict:
+    def apply(self, path: str, body: dict, exist_ok: bool = False) -> dict:
         """Create an object as the admin (the cluster operator's step)."""
         with self.admin() as api:
             r = api.post(path, json=body)
+        if exist_ok and r.status_code == 409:
+            return r.json()
         if r.status_code not in (200, 201):
             raise RuntimeError(f"POST {path}: HTTP {r.status_code} {r.text[:300]}")
         return r.json()
+
+    def grant(self, account: str, rules: list[dict]) -> str:
+        """A ServiceAccount bound to a Role of ``rules`` (kept if it exists); returns its
+        user name."""
+        ns = self.namespace
+        self.apply(
+            f"/api/v1/namespaces/{ns}/serviceaccounts", {"metadata": {"name": account}}, True
+        )
+        rbac = f"/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}"
+        self.apply(f"{rbac}/roles", {"metadata": {"name": account}, "rules": rules}, True)
+        self.apply(
+            f"{rbac}/rolebindings",
+            {
+                "metadata": {"name": account},
+                "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": ns}],
+                "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "Role",
+                    "name": account,
+                },
+            },
+            exist_ok=True,
+        )
+        return f"system:serviceaccount:{ns}:{account}"
 
     def _install(self) -> None:
         """Namespace, default + hub ServiceAccounts, z2jh's hub Role and binding, node."""
         ns = self.namespace
         self.apply("/api/v1/namespaces", {"metadata": {"name": ns}})
-        for sa in ("default", HUB_SA):
-            self.apply(f"/api/v1/namespaces/{ns}/serviceaccounts", {"metadata": {"name": sa}})
-        rbac = f"/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}"
-        self.apply(f"{rbac}/roles", {"metadata": {"name": HUB_SA}, "rules": HUB_ROLE_RULES})
-        self.apply(
-            f"{rbac}/rolebindings",
-            {
-                "metadata": {"name": HUB_SA},
-                "subjects": [{"kind": "ServiceAccount", "name": HUB_SA, "namespace": ns}],
-                "roleRef": {
-                    "apiGroup": "rbac.authorization.k8s.io",
-                    "kind": "Role",
-                    "name": HUB_SA,
-                },
-            },
-        )
+        self.apply(f"/api/v1/namespaces/{ns}/serviceaccounts", {"metadata": {"name": "default"}})
+        self.grant(HUB_SA, HUB_ROLE_RULES)
         self.apply(
             "/api/v1/nodes",
             {
@@ -570,7 +586,7 @@ class ControlPlane:
         return path
 
     def audit_events(self) -> list[dict]:
-        """Completed requests made by the hub's ServiceAccount, oldest first."""
+        """Completed requests made by the namespace's ServiceAccounts, oldest first."""
         events = []
         for line in Path(self.audit_log).read_text().splitlines():
             event = json.loads(line)

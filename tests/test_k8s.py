@@ -38,12 +38,15 @@ from __future__ import annotations
 import base64
 import ipaddress
 import json
+import logging
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
+import yaml
 
 from benchmarks.k8s import (
     HUB_ROLE_RULES,
@@ -67,11 +70,15 @@ from spawner_hooks.hooks import SessionBundle
 from spawner_hooks.kube import (
     SESSION_MOUNT,
     SESSION_VOLUME,
+    TOKEN_MOUNT,
+    TOKEN_VOLUME,
+    USER_LABEL,
     KubeSecretDelivery,
     KubeSessionPaths,
     exchange_form,
     secret_manifest,
     session_files,
+    user_label,
 )
 from spawner_hooks.names import rucio_account
 
@@ -203,9 +210,12 @@ def idp():
     provider.stop()
 
 
+TOKEN_SERVICE_URL = "http://lakehub-issuer:8009"
+
+
 def hub_environ(source: str, tmp_path: Path) -> dict[str, str]:
     if source == "token_exchange":
-        return {"LAKEHUB_TOKEN_SOURCE": "token_exchange"}
+        return {"LAKEHUB_TOKEN_SOURCE": "token_exchange", "LAKEHUB_TOKEN_URL": TOKEN_SERVICE_URL}
     from spawner_hooks.tokens import create_signing_key
 
     key = tmp_path / "issuer-key.json"
@@ -217,6 +227,7 @@ def hub_environ(source: str, tmp_path: Path) -> dict[str, str]:
         "LAKEHUB_ISSUER_URL": "http://lakehub-issuer.invalid",
         "LAKEHUB_ISSUER_KEY_FILE": str(key),
         "LAKEHUB_RUCIO_ADMIN_PASSWORD_FILE": str(password),
+        "LAKEHUB_TOKEN_URL": TOKEN_SERVICE_URL,
     }
 
 
@@ -267,6 +278,7 @@ def env_strings(pod: dict) -> list[str]:
 
 
 @k8s
+@pytest.mark.security  # the leak scan of pod specs: no token in plain env
 @pytest.mark.parametrize("source", ["token_exchange", "hub_issuer"])
 async def test_spawn_puts_the_token_in_a_secret_and_stop_removes_it(
     plane, hub_token, idp, tmp_path, source
@@ -299,7 +311,9 @@ async def test_spawn_puts_the_token_in_a_secret_and_stop_removes_it(
         files = secret_files(secret)
         token = files["rucio-token"].decode()
         assert token and not token.endswith("\n")
-        assert secret.get("immutable") is True
+        # mutable, labelled for its user: the token service rewrites the token in it
+        assert secret.get("immutable") is False
+        assert secret["metadata"]["labels"][USER_LABEL] == user_label(name)
         if source == "token_exchange":
             assert idp.issued[token] == name
             subject = await user.get_auth_state()
@@ -344,14 +358,27 @@ async def test_spawn_puts_the_token_in_a_secret_and_stop_removes_it(
             "mountPath": SESSION_MOUNT,
             "readOnly": True,
         }
+        # the live token: a writable in-memory folder, seeded from the Secret's copy
+        assert volumes[TOKEN_VOLUME]["emptyDir"]["medium"] == "Memory"
+        assert mounts[TOKEN_VOLUME] == {"name": TOKEN_VOLUME, "mountPath": TOKEN_MOUNT}
         env = {e["name"]: e.get("value") for e in container["env"]}
-        assert env["BEARER_TOKEN_FILE"] == f"{SESSION_MOUNT}/rucio-token"
+        assert env["BEARER_TOKEN_FILE"] == f"{TOKEN_MOUNT}/rucio-token"
+        assert env["LAKEHUB_TOKEN_SEED"] == f"{SESSION_MOUNT}/rucio-token"
+        assert env["LAKEHUB_TOKEN_URL"] == TOKEN_SERVICE_URL
         assert env["RUCIO_CONFIG"] == f"{SESSION_MOUNT}/rucio.cfg"
         assert env["JUPYTER_CONFIG_PATH"] == SESSION_MOUNT
-        # no token in plain env: not as a value, not inside any value
+        # the server's hub API token comes from the Secret too (not KubeSpawner's plain
+        # env value); no token in plain env: not as a value, not inside any value
+        assert files["jupyterhub-api-token"].decode() == spawner.api_token
+        for name in ("JUPYTERHUB_API_TOKEN", "JPY_API_TOKEN"):
+            (entry,) = [e for e in container["env"] if e["name"] == name]
+            assert entry == {
+                "name": name,
+                "valueFrom": {"secretKeyRef": {"name": secret_name, "key": "jupyterhub-api-token"}},
+            }
         strings = env_strings(pod)
-        assert strings and not [s for s in strings if token in s]
-        assert token not in json.dumps(pod)
+        assert strings and not [s for s in strings if token in s or spawner.api_token in s]
+        assert token not in json.dumps(pod) and spawner.api_token not in json.dumps(pod)
     finally:
         await hub_stop(spawner)
         await stop_reflectors()
@@ -532,3 +559,221 @@ def test_everything_listens_on_loopback_only(plane):
         assert addresses, process.name
         for address in addresses:
             assert address.startswith("127.0.0.1:"), (process.name, address)
+
+
+# --- the token service renews running sessions' tokens and Secrets ------------------------
+
+
+def token_service_rules(helm: list[str], chart: Path, namespace: str) -> list[dict]:
+    """The token service's Role exactly as the chart renders it."""
+    done = subprocess.run(
+        [
+            *helm,
+            "template",
+            "lakehub",
+            str(chart),
+            "--namespace",
+            namespace,
+            "--set",
+            "jupyterhub.enabled=false",
+            "--show-only",
+            "templates/token-service.yaml",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    (role,) = [d for d in yaml.safe_load_all(done.stdout) if d and d["kind"] == "Role"]
+    return role["rules"]
+
+
+def pod_folder(plane: ControlPlane, secret: str, where: Path) -> Path:
+    """What the kubelet would mount: the Secret's keys as files (no container runs)."""
+    status, body = get(plane, f"secrets/{secret}")
+    assert status == 200, body
+    where.mkdir(parents=True)
+    for key, content in secret_files(body).items():
+        (where / key).write_bytes(content)
+    return where
+
+
+@k8s
+@pytest.mark.tokens
+@pytest.mark.parametrize("source", ["token_exchange", "hub_issuer"])
+async def test_the_token_service_renews_a_running_users_token_and_secret_and_only_theirs(
+    plane, hub_token, idp, tmp_path, helm, chart, source
+):
+    """A running session renews its token through the token service, which also
+    rewrites the token in that user's session Secret, and in no other user's.
+
+    Real: the kube-apiserver with RBAC, the token service's Role as the chart renders
+    it, KubeSpawner with lakehub's hooks creating alice's and bob's Secrets, a JupyterHub
+    with configurable-http-proxy running ``hub_services.issuer`` as a managed service
+    (exactly the arguments the chart gives it, plus a kubeconfig for its ServiceAccount),
+    and the session's own refresher code (``lakehub.tokens``).
+    Simulated: no container runs, so "the pod" is a folder holding the Secret's keys as
+    the kubelet would mount them, and the refresher runs in this process; logins are
+    JupyterHub's DummyAuthenticator, with the auth state an OAuth login would leave set
+    through the admin API; the identity provider is the fake token endpoint.
+    """
+    from oauthenticator.generic import GenericOAuthenticator
+
+    from benchmarks.minihub import MiniHub
+    from hub_config import values as hv
+    from hub_config.site import load_site
+    from lakehub.tokens import TokenRefresher, adopt_seed, token_times
+
+    namespace = plane.namespace
+    issuer_user = plane.grant("lakehub-issuer", token_service_rules(helm, chart, namespace))
+    kubeconfig = plane.write_kubeconfig(
+        tmp_path / "issuer.kubeconfig", plane.service_account_token("lakehub-issuer")
+    )
+    environ = hub_environ(source, tmp_path)
+    config = spawner_config()
+    site = make_site(free_port())  # nothing listens there: Rucio is "down"
+    configure(config, site, environ=environ)
+    authenticator = GenericOAuthenticator(
+        token_url=idp.token_url, client_id=idp.client_id, client_secret=idp.client_secret
+    )
+    names = [f"{who}-renew-{source.replace('_', '-')}" for who in ("alice", "bob", "carol")]
+    states = {n: {"access_token": idp.access_token_for(n)} for n in names[:2]}
+    spawners = [new_spawner(config, HubUser(n, states.get(n)), authenticator) for n in names[:2]]
+
+    port = free_port()
+    hub = MiniHub()
+    issuer_url = f"{hub.url}/services/lakehub-issuer"
+    if source == "token_exchange":
+        args = [
+            "--source=token_exchange",
+            f"--exchange-token-url={idp.token_url}",
+            f"--exchange-client-id={idp.client_id}",
+        ]
+        environment = {"OAUTH_CLIENT_SECRET": idp.client_secret}
+        roles = hv.token_service_role(load_site(REPO / "examples/site.cluster.yaml"))
+    else:
+        args = [
+            "--source=hub_issuer",
+            f"--issuer-url={issuer_url}",
+            f"--key={environ['LAKEHUB_ISSUER_KEY_FILE']}",
+            f"--lifetime={site.tokens.lifetime_seconds}",  # as the chart passes it
+        ]
+        environment = {}
+        roles = hv.token_service_role(load_site(REPO / "examples/site.cluster-native.yaml"))
+    hub.services = [
+        {
+            "name": "lakehub-issuer",
+            "url": f"http://127.0.0.1:{port}",
+            "command": [
+                sys.executable,
+                "-m",
+                "hub_services.issuer",
+                f"--listen=127.0.0.1:{port}",
+                *args,
+                f"--renew-secrets-in={namespace}",
+                f"--kubeconfig={kubeconfig}",
+            ],
+            "environment": environment,
+        }
+    ]
+    hub.roles = [
+        {"name": "user", "scopes": ["self", hv.TOKEN_ACCESS]},
+        *({"name": name, **role} for name, role in roles.items()),
+    ]
+    audit_start = len(plane.audit_events())
+    try:
+        for spawner in spawners:
+            await hub_spawn(spawner)
+        hub.start()
+        tokens = {n: hub.add_user(n, states.get(n), [hv.TOKEN_ACCESS]) for n in names}
+        secrets = {s.user.name: f"{s.pod_name}-lakehub" for s in spawners}
+        alice, bob, carol = names
+        before = {n: get(plane, f"secrets/{secrets[n]}")[1] for n in (alice, bob)}
+        spawn_token = secret_files(before[alice])["rucio-token"].decode()
+
+        http = httpx.AsyncClient(timeout=30)
+        # the pod starts: its token file is seeded from the Secret's copy
+        pod = tmp_path / "alice-pod"
+        seed = pod_folder(plane, secrets[alice], pod / "secret") / "rucio-token"
+        live = pod / "live" / "rucio-token"
+        live.parent.mkdir()
+        assert adopt_seed(live, seed) and live.read_text() == spawn_token
+        refresher = TokenRefresher(
+            live, issuer_url, tokens[alice], pod, logging.getLogger("test"), seed_file=seed
+        )
+
+        # renewal: a new token in the pod's file, and the same one in alice's Secret
+        expires = await refresher.renew()
+        renewed = live.read_text()
+        assert renewed != spawn_token and token_times(renewed)[1] == expires
+        assert (live.stat().st_mode & 0o777) == 0o600
+        if source == "token_exchange":
+            assert idp.issued[renewed] == alice
+        else:
+            from joserfc import jwt
+            from joserfc.jwk import KeySet
+
+            # native sites: Rucio finds the public keys through the hub's proxy
+            discovery = (await http.get(f"{issuer_url}/.well-known/openid-configuration")).json()
+            assert discovery["issuer"] == issuer_url
+            keys = KeySet.import_key_set((await http.get(discovery["jwks_uri"])).json())
+            claims = jwt.decode(renewed, keys).claims
+            assert (claims["sub"], claims["iss"]) == (alice, issuer_url)
+        after = get(plane, f"secrets/{secrets[alice]}")[1]
+        files_before, files_after = secret_files(before[alice]), secret_files(after)
+        assert files_after["rucio-token"].decode() == renewed
+        assert {k: v for k, v in files_after.items() if k != "rucio-token"} == {
+            k: v for k, v in files_before.items() if k != "rucio-token"
+        }
+        assert after["metadata"]["annotations"]["lakehub/token-expires"] == str(expires)
+        assert after["metadata"]["uid"] == before[alice]["metadata"]["uid"]  # replaced in place
+
+        # comfortably valid: the same token again, no identity-provider call, no write
+        exchanges = len(idp.requests)
+        assert await refresher.renew() == expires and live.read_text() == renewed
+        assert len(idp.requests) == exchanges
+        again = get(plane, f"secrets/{secrets[alice]}")[1]
+        assert again["metadata"]["resourceVersion"] == after["metadata"]["resourceVersion"]
+
+        # bob's Secret was never touched; alice cannot ask for bob's token
+        bob_now = get(plane, f"secrets/{secrets[bob]}")[1]
+        assert bob_now["metadata"]["resourceVersion"] == before[bob]["metadata"]["resourceVersion"]
+        service = f"{issuer_url}/api/token"
+        r = await http.get(
+            service, params={"user": bob}, headers={"Authorization": f"token {tokens[alice]}"}
+        )
+        assert r.status_code == 403 and renewed not in r.text
+        assert (await http.get(service)).status_code == 403
+        # bob's own renewal reaches bob's Secret only
+        r = await http.get(service, headers={"Authorization": f"token {tokens[bob]}"})
+        assert r.status_code == 200
+        bob_token = r.json()["token"]
+        assert (
+            secret_files(get(plane, f"secrets/{secrets[bob]}")[1])["rucio-token"].decode()
+            == bob_token
+        )
+        assert (
+            secret_files(get(plane, f"secrets/{secrets[alice]}")[1])["rucio-token"].decode()
+            == renewed
+        )
+
+        if source == "token_exchange":
+            # a user whose login left no access token is told what to do
+            r = await http.get(service, headers={"Authorization": f"token {tokens[carol]}"})
+            assert r.status_code == 401 and "log out" in r.json()["error"]
+        await http.aclose()
+    finally:
+        hub.stop()
+        for spawner in spawners:
+            await hub_stop(spawner)
+        await stop_reflectors()
+
+    # the token service stayed inside its Role: list, get and update only, nothing refused
+    calls = [
+        (e["verb"], e.get("responseStatus", {}).get("code", 0))
+        for e in plane.audit_events()[audit_start:]
+        if e["user"]["username"] == issuer_user
+    ]
+    assert {verb for verb, _ in calls} <= {"get", "list", "update"}
+    assert ("update", 200) in calls and all(code < 400 for _, code in calls)

@@ -1,0 +1,32 @@
+"""A bare JupyterHub for tests of hub services without the embedded stack.
+
+Loaded with ``jupyterhub -f benchmarks/minihub_config.py``; everything that varies is
+read from the JSON file named by ``$LAKEHUB_MINIHUB`` (written by
+``benchmarks.k8s.MiniHub``): ports, services and roles.  Logins are JupyterHub's
+DummyAuthenticator with auth state on, so a test can give a user the auth state an
+OAuth login would have left (``PATCH /users/{name}`` with ``auth_state``).
+"""
+
+import json
+import os
+from pathlib import Path
+
+c = get_config()  # noqa: F821 (provided by JupyterHub when it loads this file)
+params = json.loads(Path(os.environ["LAKEHUB_MINIHUB"]).read_text())
+folder = Path(params["folder"])
+
+c.JupyterHub.ip = "127.0.0.1"
+c.JupyterHub.port = params["port"]
+c.JupyterHub.hub_ip = "127.0.0.1"
+c.JupyterHub.hub_port = params["hub_port"]
+c.ConfigurableHTTPProxy.command = [params["proxy_command"]]
+c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{params['proxy_api_port']}"
+c.ConfigurableHTTPProxy.pid_file = str(folder / "proxy.pid")
+c.JupyterHub.db_url = f"sqlite:///{folder / 'hub.sqlite'}"
+c.JupyterHub.cookie_secret_file = str(folder / "cookie_secret")
+c.JupyterHub.pid_file = str(folder / "jupyterhub.pid")
+c.JupyterHub.authenticator_class = "dummy"
+c.Authenticator.allow_all = True
+c.Authenticator.enable_auth_state = True
+c.JupyterHub.services = params["services"]
+c.JupyterHub.load_roles = params["roles"]
