@@ -50,9 +50,9 @@ warm-cache: deps ## fill the shared cache before class (COURSE=course.yaml)
 	@test -n "$(COURSE)" || { echo "usage: make warm-cache COURSE=examples/course.demo.yaml"; exit 2; }
 	@$(DEV_PY) -m hub_services.cache.warm --site $(SITE) --course $(COURSE)
 
-push-notebooks: envs ## publish a course's next revision to students (COURSE=name, SITE=...)
+push-notebooks: envs ## publish a course's next revision to students (COURSE=name, SITE=..., clusters: FROM=folder)
 	@test -n "$(COURSE)" || { echo "usage: make push-notebooks COURSE=<name from the site's courses:>"; exit 2; }
-	@$(DEV_PY) -m localstack.courses push --site $(SITE) --course $(COURSE)
+	@$(DEV_PY) -m localstack.courses push --site $(SITE) --course $(COURSE) $(if $(FROM),--from $(FROM))
 
 course-status: ## which student has which revision of each course (SITE=...)
 	@$(DEV_PY) -m localstack.courses status --site $(SITE)

@@ -49,6 +49,7 @@ from hub_config.site import (
     resolve_paths,
 )
 from hub_services.cache.config import service_config
+from hub_services.courses import SCOPES as COURSE_STATUS_SCOPES
 
 # --- names shared with the chart templates and with hub_config.kubernetes ---------------
 SITE_CONFIGMAP = "lakehub-site"
@@ -62,6 +63,9 @@ CACHE_PORT = 8012
 CACHE_CONFIG_MOUNT = "/etc/lakehub/cache"
 CACHE_STATE_DIR = "/var/lib/lakehub-cache"
 WARM_SERVICE = "lakehub-warm"
+# instructors' `make course-status` on a cluster (hub_services.courses): its token is
+# z2jh's hub.services.lakehub-courses.apiToken in the Secret "hub"
+COURSES_SERVICE = "lakehub-courses"
 CACHE_ACCESS = f"access:services!service={CACHE_SERVICE}"
 ISSUER_SERVICE = "lakehub-issuer"  # the token service (hub_services.issuer)
 TOKEN_PORT = 8009
@@ -322,6 +326,7 @@ def hub_values(site: Site, site_data: Mapping) -> dict:
             "services": {
                 CACHE_SERVICE: {"url": cache_url(), "display": False},
                 WARM_SERVICE: {"display": False},
+                COURSES_SERVICE: {"display": False},
                 ISSUER_SERVICE: {"url": token_service_url(), "display": False},
             },
             "loadRoles": {
@@ -331,6 +336,11 @@ def hub_values(site: Site, site_data: Mapping) -> dict:
                     "scopes": ["self", CACHE_ACCESS, TOKEN_ACCESS],
                 },
                 **token_service_role(site),
+                COURSES_SERVICE: {
+                    "description": "make course-status: which revision each running server has",
+                    "scopes": COURSE_STATUS_SCOPES,
+                    "services": [COURSES_SERVICE],
+                },
                 WARM_SERVICE: {
                     "description": "the cache warm-up job: fetch and pin a course's datasets",
                     "scopes": [CACHE_ACCESS, "admin:servers"],

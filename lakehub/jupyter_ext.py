@@ -47,6 +47,29 @@ def _start_token_refresher(server_app) -> None:
 def _load_jupyter_server_extension(server_app) -> None:
     _start_token_refresher(server_app)
     _configure_rucio_jupyterlab(server_app)
+    _add_course_report(server_app)
+
+
+def _add_course_report(server_app) -> None:
+    """``GET <server>/lakehub/courses``: the course revisions in this home
+    (lakehub.courses), for ``make course-status`` on a cluster."""
+    from pathlib import Path
+
+    from jupyter_server.base.handlers import APIHandler
+    from jupyter_server.utils import url_path_join
+    from tornado import web
+
+    from lakehub.courses import report
+
+    class CourseReport(APIHandler):
+        @web.authenticated
+        async def get(self) -> None:
+            self.finish(await report(Path.home()))
+
+    base = server_app.web_app.settings["base_url"]
+    server_app.web_app.add_handlers(
+        ".*$", [(url_path_join(base, "lakehub", "courses"), CourseReport)]
+    )
 
 
 def _configure_rucio_jupyterlab(server_app) -> None:

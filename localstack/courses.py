@@ -11,37 +11,32 @@ fetches the branch from the instructor's remote into that mirror.  Nothing reach
 student before a push, so an instructor edits freely and publishes when ready.
 
 The hub records which revision each student pulled (``<state>/courses/revisions.json``,
-updated at every spawn); both commands compare it with the mirror.
+updated at every spawn); both commands compare it with the mirror.  For a site without a
+``local:`` section (a cluster) both commands hand over to ``hub_services.courses``.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from hub_config.site import Course, Site, SiteError, load_site
+from hub_config.site import Site, SiteError, load_site
+from hub_services.course_git import (
+    CourseError,
+    branch_tip,
+    changes,
+    commit_folder,
+    fetch_remote,
+    find_course,
+    revision_number,
+)
 from localstack.paths import StackPaths
 from spawner_hooks.courses import REVISIONS_FILE, CourseSource, nbgitpuller_link, read_revisions
 from spawner_hooks.files import atomic_write
-
-AUTHOR = {
-    "GIT_AUTHOR_NAME": "lakehub",
-    "GIT_AUTHOR_EMAIL": "lakehub@localhost",
-    "GIT_COMMITTER_NAME": "lakehub",
-    "GIT_COMMITTER_EMAIL": "lakehub@localhost",
-}
-# never part of a revision: editor leftovers and caches in an instructor's folder
-EXCLUDE = [".ipynb_checkpoints/", "__pycache__/", "*.pyc", ".DS_Store", ".git"]
-
-
-class CourseError(RuntimeError):
-    pass
 
 
 def courses_dir(paths: StackPaths) -> Path:
@@ -79,121 +74,6 @@ def git_system_config(paths: StackPaths, site: Site) -> Path:
     path = folder / "gitconfig"
     atomic_write(path, "\n".join(lines) + "\n", 0o644)
     return path
-
-
-def _git(*args: str, git_dir: Path | None = None, env: dict | None = None, cwd=None) -> str:
-    full_env = {**os.environ, "LANG": "C", "GIT_TERMINAL_PROMPT": "0", **AUTHOR, **(env or {})}
-    cmd = ["git"] + ([f"--git-dir={git_dir}"] if git_dir else []) + list(args)
-    done = subprocess.run(cmd, capture_output=True, text=True, env=full_env, cwd=cwd, check=False)
-    if done.returncode != 0:
-        raise CourseError(f"`{' '.join(cmd)}` failed: {done.stderr.strip() or done.stdout.strip()}")
-    return done.stdout.strip()
-
-
-def _ensure_mirror(repo: Path, branch: str) -> None:
-    """A bare repository every student account can read (folders 0755, files 0644)."""
-    old = os.umask(0o022)
-    try:
-        repo.parent.mkdir(parents=True, exist_ok=True)
-        os.chmod(repo.parent, 0o755)  # noqa: S103  students' accounts read the mirrors
-        if not (repo / "HEAD").exists():
-            _git("init", "--quiet", "--bare", f"--initial-branch={branch}", str(repo))
-        (repo / "info").mkdir(exist_ok=True)
-        (repo / "info" / "exclude").write_text("\n".join(EXCLUDE) + "\n")
-    finally:
-        os.umask(old)
-
-
-def _tip(repo: Path, branch: str) -> str | None:
-    try:
-        return _git("rev-parse", "--verify", "--quiet", f"refs/heads/{branch}", git_dir=repo)
-    except CourseError:
-        return None
-
-
-def commit_folder(folder: Path, repo: Path, branch: str, message: str) -> tuple[str, bool]:
-    """Commit ``folder`` as it is now onto ``branch``; return (tip, whether it is new)."""
-    if not folder.is_dir():
-        raise CourseError(f"the course folder {folder} does not exist")
-    _ensure_mirror(repo, branch)
-    parent = _tip(repo, branch)
-    old = os.umask(0o022)
-    try:
-        with tempfile.TemporaryDirectory(prefix="lakehub-course-") as tmp:
-            env = {"GIT_INDEX_FILE": str(Path(tmp) / "index"), "GIT_WORK_TREE": str(folder)}
-            _git("add", "--all", ".", git_dir=repo, env=env, cwd=folder)
-            tree = _git("write-tree", git_dir=repo, env=env)
-        if parent and _git("rev-parse", f"{parent}^{{tree}}", git_dir=repo) == tree:
-            return parent, False
-        if tree == _git("hash-object", "-t", "tree", "/dev/null", git_dir=repo):
-            raise CourseError(f"the course folder {folder} holds no files to hand out")
-        args = ["commit-tree", tree, "-m", message] + (["-p", parent] if parent else [])
-        commit = _git(*args, git_dir=repo)
-        _git(
-            "update-ref",
-            f"refs/heads/{branch}",
-            commit,
-            *([parent] if parent else []),
-            git_dir=repo,
-        )
-        _git("symbolic-ref", "HEAD", f"refs/heads/{branch}", git_dir=repo)
-        _git("update-server-info", git_dir=repo)
-    finally:
-        os.umask(old)
-    return commit, True
-
-
-def fetch_remote(url: str, repo: Path, branch: str) -> tuple[str, bool]:
-    """Fetch ``branch`` of the instructor's remote into the mirror."""
-    _ensure_mirror(repo, branch)
-    before = _tip(repo, branch)
-    old = os.umask(0o022)
-    try:
-        _git(
-            "fetch",
-            "--quiet",
-            "--force",
-            "--",
-            url,
-            f"+refs/heads/{branch}:refs/heads/{branch}",
-            git_dir=repo,
-        )
-        _git("symbolic-ref", "HEAD", f"refs/heads/{branch}", git_dir=repo)
-        _git("update-server-info", git_dir=repo)
-    finally:
-        os.umask(old)
-    after = _tip(repo, branch)
-    assert after is not None
-    return after, after != before
-
-
-def revision_number(repo: Path, sha: str) -> int | None:
-    """1 for the first revision, 2 for the next, ... (commits reachable from ``sha``)."""
-    try:
-        return int(_git("rev-list", "--count", sha, git_dir=repo))
-    except (CourseError, ValueError):
-        return None
-
-
-def changes(repo: Path, old: str | None, new: str) -> dict[str, list[str]]:
-    if old is None:
-        files = _git("ls-tree", "-r", "--name-only", new, git_dir=repo).splitlines()
-        return {"added": files, "changed": [], "removed": []}
-    out = _git("diff", "--name-status", "--no-renames", old, new, git_dir=repo)
-    kinds = {"A": "added", "M": "changed", "D": "removed"}
-    found: dict[str, list[str]] = {"added": [], "changed": [], "removed": []}
-    for line in out.splitlines():
-        status, name = line.split("\t", 1)
-        found[kinds.get(status[0], "changed")].append(name)
-    return found
-
-
-def _find(site: Site, name: str) -> Course:
-    for course in site.courses:
-        if course.name == name:
-            return course
-    known = ", ".join(c.name for c in site.courses) or "none; add a courses: list"
-    raise CourseError(f"no course {name!r} in the site file (courses: {known})")
 
 
 @dataclass
@@ -235,9 +115,9 @@ def hub_url(site: Site) -> str | None:
 
 
 def push(site: Site, paths: StackPaths, name: str) -> PushReport:
-    course = _find(site, name)
+    course = find_course(site, name)
     repo = mirror(paths, name)
-    before = _tip(repo, course.branch) if (repo / "HEAD").exists() else None
+    before = branch_tip(repo, course.branch) if (repo / "HEAD").exists() else None
     if course.is_git_url:
         tip, new = fetch_remote(course.source, repo, course.branch)
     else:
@@ -266,7 +146,7 @@ def status_text(site: Site, paths: StackPaths) -> str:
     lines = []
     for course in site.courses:
         repo = mirror(paths, course.name)
-        tip = _tip(repo, course.branch) if (repo / "HEAD").exists() else None
+        tip = branch_tip(repo, course.branch) if (repo / "HEAD").exists() else None
         if tip is None:
             lines.append(
                 f"course {course.name} (~/{course.target}): not published yet;"
@@ -298,10 +178,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=["push", "status"])
     parser.add_argument("--course", help="name of the course in the site file (push)")
     parser.add_argument("--site", type=Path, default=Path("examples/site.local.yaml"))
+    parser.add_argument("--from", dest="folder", type=Path, help="clusters: push this folder")
     args = parser.parse_args(argv)
     paths = StackPaths.default()
     try:
         site = load_site(args.site)
+        if site.local is None:  # a cluster site: the course remotes and the running pods
+            from hub_services import courses as cluster
+
+            forward = [args.command, "--site", str(args.site)]
+            forward += ["--course", args.course] if args.course else []
+            forward += ["--from", str(args.folder)] if args.folder else []
+            return cluster.main(forward)
+        if args.folder:
+            print(
+                "lakehub: FROM= is for cluster sites; here the course's source folder"
+                " in the site file is what gets published",
+                file=sys.stderr,
+            )
+            return 2
         if args.command == "status":
             print(status_text(site, paths))
             return 0

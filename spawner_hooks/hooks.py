@@ -165,7 +165,12 @@ class LakehubHooks:
             token=token,
             token_expires=expires,
             files=files,
-            env=session.session_env(paths, cache_url=self.cache_url, token_url=self.token_url),
+            env=session.session_env(
+                paths,
+                cache_url=self.cache_url,
+                token_url=self.token_url,
+                courses=[(c.name, c.target) for c in self.site.courses],
+            ),
             problems=problems,
         )
 

@@ -578,7 +578,10 @@ class TokenExchangeHooks:
             token_expires=expires,
             files=files,
             env=session.session_env(
-                paths, cache_url=self.cache_url, token_url=self.token_service_url
+                paths,
+                cache_url=self.cache_url,
+                token_url=self.token_service_url,
+                courses=[(c.name, c.target) for c in self.site.courses],
             ),
             problems=problems,
         )

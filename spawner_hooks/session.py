@@ -153,8 +153,12 @@ def session_env(
     token_path: str | None = None,
     cache_url: str | None = None,
     token_url: str | None = None,
+    courses: Sequence[tuple[str, str]] = (),
 ) -> dict[str, str]:
-    """Environment variables for the single-user server: paths and URLs, never a secret."""
+    """Environment variables for the single-user server: paths and URLs, never a secret.
+
+    ``courses`` are (name, target folder) pairs: the session reports their revisions
+    (``lakehub.courses``)."""
     env = {
         "RUCIO_CONFIG": str(paths.rucio_cfg),
         "BEARER_TOKEN_FILE": str(token_path or paths.token),
@@ -171,6 +175,8 @@ def session_env(
         env["LAKEHUB_TOKEN_URL"] = token_url
     if paths.token_seed is not None:
         env["LAKEHUB_TOKEN_SEED"] = str(paths.token_seed)
+    if courses:
+        env["LAKEHUB_COURSES"] = json.dumps([{"name": n, "target": t} for n, t in courses])
     return env
 
 
