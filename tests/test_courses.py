@@ -342,3 +342,138 @@ def test_student_pulls_through_an_nbgitpuller_link(course_stack):
         finally:
             browser.close()
     assert "05-from-the-link.ipynb" in course_files(stack.home(student))
+
+
+def test_cluster_commands_ask_running_servers_and_push_to_the_remote(course_stack, tmp_path):
+    """`make push-notebooks` / `make course-status` for a cluster site
+    (``hub_services.courses``), driven against this stack's real hub: the hub API, the
+    proxy and every running server's ``/lakehub/courses`` (lakehub's server extension)
+    are real.  What a cluster's pods pull from, the course's git remote, is here the
+    stack's bare mirror (``file://``); nothing else is simulated."""
+
+    import yaml
+
+    from hub_config.site import Course
+    from hub_services import courses as cluster
+
+    stack, source = course_stack
+    publish(stack, source, REV1)
+    remote = local_courses.mirror(stack.paths, COURSE).as_uri()
+    course = Course(name=COURSE, source=remote, branch="main", target=TARGET)
+    site = stack.site.model_copy(update={"courses": [course]})
+    # the instructor's token: the scopes of the chart's lakehub-courses service
+    admin = stack.site.auth.admin_users[0]
+    stack.admin.ensure_user(admin)
+    r = stack.admin.api("POST", f"/users/{admin}/tokens", json={"scopes": cluster.SCOPES})
+    r.raise_for_status()
+    token = r.json()["token"]
+
+    carol, dave = unique_user("carol"), unique_user("dave")
+    spawn(stack, carol)
+    spawn(stack, dave)
+    stack.admin.stop_server(dave)
+    first = cluster.publish(course, None)
+    assert first.number == revision_count(remote)
+    text = cluster.status(site, stack.url, token)
+    print(text)
+    assert f"revision {first.number} ({first.revision[:7]})" in text
+    # (servers of the other tests' students run too: look at carol's and dave's lines)
+    assert mine(section(text, "running servers on it"), carol, dave) == [carol]
+    assert mine(section(text, "running servers behind"), carol, dave) == []
+    assert "pull link: " in text and "students without a running server:" in text
+
+    # carol edits a notebook; the instructor pushes a folder to the remote
+    as_student(
+        stack,
+        carol,
+        f"""
+from pathlib import Path
+nb = Path.home() / {TARGET!r} / "01-intro.ipynb"
+nb.write_text(nb.read_text().replace("answer = None", "answer = 7"))
+""",
+    )
+    folder = tmp_path / "course"
+    folder.mkdir()
+    for name, content in REV2.items():
+        (folder / name).write_text(content)
+    pushed = cluster.publish(course, folder)
+    assert pushed.new and pushed.number == first.number + 1
+    assert pushed.revision == git_out(remote, "rev-parse", "refs/heads/main")
+    assert git_out(remote, "ls-tree", "--name-only", pushed.revision).split() == sorted(REV2)
+    assert "pushed revision" in "\n".join(cluster.push_lines(course, pushed))
+    assert not cluster.publish(course, folder).new  # the same content is not a new revision
+
+    text = cluster.status(site, stack.url, token)
+    print(text)
+    assert mine(section(text, "running servers behind"), carol, dave) == [
+        f"{carol} ({first.revision[:7]}, 1 file(s) edited)"
+    ]
+    restart(stack, carol)
+    text = cluster.status(site, stack.url, token)
+    assert mine(section(text, "running servers on it"), carol, dave) == [
+        f"{carol}, 1 file(s) edited"
+    ]
+
+    # the command line: a cluster site file; a token without the scopes is refused clearly
+    data = yaml.safe_load((EXAMPLES / "site.cluster-native.yaml").read_text())
+    data["courses"] = [{"name": COURSE, "source": remote, "branch": "main", "target": TARGET}]
+    site_file = tmp_path / "site.yaml"
+    site_file.write_text(yaml.safe_dump(data))
+    token_file = tmp_path / "token"
+    token_file.write_text(token)
+    base = ["--site", str(site_file), "--hub-url", stack.url]
+    done = run_cli(["status", *base, "--token-file", str(token_file)])
+    assert done.returncode == 0 and carol in done.stdout, done.stderr
+    token_file.write_text(
+        stack.admin.api("POST", f"/users/{admin}/tokens", json={"scopes": []}).json()["token"]
+    )
+    done = run_cli(["status", *base, "--token-file", str(token_file)])
+    assert done.returncode == 1 and "access:servers" in done.stderr
+    assert "Traceback" not in done.stderr
+    done = run_cli(["push", *base, "--course", "nope"])
+    assert done.returncode == 1 and "no course 'nope'" in done.stderr
+
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def git_out(url: str, *args: str) -> str:
+    import subprocess
+
+    path = url.removeprefix("file://")
+    return subprocess.run(
+        ["git", f"--git-dir={path}", *args], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def revision_count(url: str) -> int:
+    return int(git_out(url, "rev-list", "--count", "refs/heads/main"))
+
+
+def section(text: str, title: str) -> list[str]:
+    """The indented names under the first line of ``text`` starting with ``title``."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip().startswith(title))
+    found = []
+    for line in lines[start + 1 :]:
+        if not line.startswith("    "):
+            break
+        found.append(line.strip())
+    return found
+
+
+def mine(lines: list[str], *users: str) -> list[str]:
+    return [line for line in lines if line.split(" ")[0].rstrip(",") in users]
+
+
+def run_cli(args: list[str]):
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "hub_services.courses", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
