@@ -206,6 +206,21 @@ def test_session_env_token_path_override():
     assert env["BEARER_TOKEN_FILE"] == "/run/secrets/rucio-token"
 
 
+def test_session_env_names_the_courses_and_the_session_reads_them_back():
+    from lakehub.courses import courses_from_environment
+
+    paths = session.SessionPaths(PurePosixPath("/h/.lakehub"))
+    env = session.session_env(paths, courses=[("phys101", "phys101"), ("lab", "labs/week 1")])
+    assert courses_from_environment(env) == [
+        {"name": "phys101", "target": "phys101"},
+        {"name": "lab", "target": "labs/week 1"},
+    ]
+    assert "LAKEHUB_COURSES" not in session.session_env(paths)
+    # a broken or hand-edited variable means no courses, never an error in the server
+    for bad in ("not json", '{"name": "x"}', '[{"name": 1, "target": "t"}]', "[3]"):
+        assert courses_from_environment({"LAKEHUB_COURSES": bad}) == []
+
+
 def test_notice_lists_every_problem():
     text = session.notice_markdown(["Rucio (local): down", "second thing"])
     assert "- Rucio (local): down" in text
