@@ -55,11 +55,12 @@ def write_site(
     cache: dict | None = None,
     tokens: dict | None = None,
     courses: list | None = None,
+    dask: dict | None = None,
     **local_overrides,
 ) -> Path:
     """A site file like examples/site.local.yaml, on free ports and with small demo data."""
     data = yaml.safe_load((REPO / "examples" / "site.local.yaml").read_text())
-    hub, api, proxy, issuer, cache_port, rucio = free_ports(6)
+    hub, api, proxy, issuer, cache_port, rucio, gateway = free_ports(7)
     data["rucio"]["instances"][0]["rucio_host"] = f"http://127.0.0.1:{rucio}"
     data["notebooks"]["source"] = str(REPO / "notebooks")
     data["local"].update(
@@ -68,12 +69,14 @@ def write_site(
         proxy_api_port=proxy,
         issuer_port=issuer,
         cache_port=cache_port,
+        dask_gateway_port=gateway,
         **local_overrides,
     )
     data["local"]["demo_data"]["events"] = events
     data.setdefault("cache", {}).update(rule_poll_seconds=1, **(cache or {}))
     data.setdefault("tokens", {}).update(tokens or {})
     data["courses"] = courses or []  # the example's course only where a test asks for one
+    data["dask"] = dask or {"enabled": False}  # a Dask Gateway only where a test asks for one
     path = folder / "site.yaml"
     path.write_text(yaml.safe_dump(data))
     return path

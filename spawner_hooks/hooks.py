@@ -112,8 +112,10 @@ class LakehubHooks:
         cache_quota_bytes: int = 0,
         token_url: str | None = None,
         courses: CourseDelivery | None = None,
+        dask: session.DaskGateway | None = None,
     ):
         self.site = site
+        self.dask = dask
         self.courses = courses
         self.issuer = issuer
         self.delivery = delivery
@@ -165,7 +167,9 @@ class LakehubHooks:
             token=token,
             token_expires=expires,
             files=files,
-            env=session.session_env(paths, cache_url=self.cache_url, token_url=self.token_url),
+            env=session.session_env(
+                paths, cache_url=self.cache_url, token_url=self.token_url, dask=self.dask
+            ),
             problems=problems,
         )
 
