@@ -15,6 +15,8 @@ import socket
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -142,6 +144,19 @@ def start_stack(
         stack.load_demo_data(site, paths, progress=False)
     stack.start_hub(site_file, paths, site, with_hooks=with_hooks, mock_servers=mock_servers)
     return s
+
+
+@contextmanager
+def temporary_stack(**site_options) -> Iterator[Stack]:
+    """A whole stack in a fresh folder (``write_site`` options), removed afterwards."""
+    folder = stack_folder()
+    site_file = write_site(folder, **site_options)
+    try:
+        yield start_stack(folder / "state", site_file)
+    finally:
+        stop_stack(folder / "state")
+        site_file.unlink(missing_ok=True)
+        folder.rmdir()
 
 
 def stop_stack(state: Path) -> None:
@@ -340,3 +355,27 @@ def cache_stats(s: Stack) -> dict:
 
 def is_running(s: Stack, name: str) -> bool:
     return procs.running(name, s.paths.run) is not None
+
+
+def notebook_code(name: str) -> list[str]:
+    """The code cells of one of notebooks/, in order (what a student runs top to bottom)."""
+    cells = json.loads((REPO / "notebooks" / name).read_text(encoding="utf-8"))["cells"]
+    return ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
+
+
+def gateway_url(s: Stack) -> str:
+    """The stack's Dask Gateway API, straight at its proxy (as the hub reaches it)."""
+    from hub_config.local import dask_gateway_api
+
+    return dask_gateway_api(s.site)
+
+
+def hub_token(s: Stack, username: str, scopes: list[str]) -> str:
+    """A JupyterHub API token of ``username`` with exactly ``scopes`` (made by the admin)."""
+    r = s.admin.api(
+        "POST",
+        f"/users/{username}/tokens",
+        json={"scopes": scopes, "note": "test", "expires_in": 600},
+    )
+    r.raise_for_status()
+    return r.json()["token"]

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from localstack.harness import stack_folder, start_stack, stop_stack, write_site
+from localstack.harness import temporary_stack
 
 
 def pytest_collection_modifyitems(items):
@@ -18,11 +18,5 @@ def local_stack():
     isolation assertions depend on that.  Everything started is stopped by PID at the
     end, also when starting failed half-way.
     """
-    folder = stack_folder()
-    site_file = write_site(folder)
-    try:
-        yield start_stack(folder / "state", site_file)
-    finally:
-        stop_stack(folder / "state")
-        site_file.unlink(missing_ok=True)
-        folder.rmdir()
+    with temporary_stack() as stack:
+        yield stack

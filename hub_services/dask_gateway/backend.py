@@ -42,8 +42,21 @@ def owned_paths(workdir: str, clusters_directory: str) -> list[str]:
     return found
 
 
-class LakehubClusters(LoggingConfigurable):
-    """What both backends share: the user's environment and one cluster per user."""
+class OneClusterPerUser(LoggingConfigurable):
+    """A user may run one cluster at a time (local and Kubernetes backends)."""
+
+    async def start_cluster(self, user, cluster_options):
+        running = await self.list_clusters(username=user.name, statuses=ACTIVE)
+        if running:
+            raise PublicException(
+                f"{user.name} already has a running cluster ({running[0].name}); connect to"
+                " it with Gateway().connect(name) or shut it down first"
+            )
+        return await super().start_cluster(user, cluster_options)
+
+
+class LakehubClusters(OneClusterPerUser):
+    """What both local backends share: the user's environment, one cluster per user."""
 
     home_template = Unicode(config=True, help="A user's home; {username} is the hub name.")
     bin_dir = Unicode(config=True, help="bin/ of the environment schedulers and workers run.")
@@ -57,15 +70,6 @@ class LakehubClusters(LoggingConfigurable):
         if workdir:
             env["DASK_TEMPORARY_DIRECTORY"] = workdir
         return env
-
-    async def start_cluster(self, user, cluster_options):
-        running = await self.list_clusters(username=user.name, statuses=ACTIVE)
-        if running:
-            raise PublicException(
-                f"{user.name} already has a running cluster ({running[0].name}); connect to"
-                " it with Gateway().connect(name) or shut it down first"
-            )
-        return await super().start_cluster(user, cluster_options)
 
 
 @dataclass(frozen=True)
