@@ -33,6 +33,7 @@ EXAMPLES = REPO_ROOT / "examples"
 CLUSTER_EXAMPLE = EXAMPLES / "site.cluster.yaml"
 RELEASE = "lakehub"
 K8S_VERSIONS = sorted({"1.30", kubernetes_validate.latest_version()})
+DASK_GATEWAY_VERSION = "2026.3.0"
 
 pytestmark = pytest.mark.chart
 
@@ -89,6 +90,11 @@ def chart(tmp_path_factory, reference) -> Path:
     standin.mkdir(parents=True)
     meta = {"apiVersion": "v2", "name": "jupyterhub", "version": "4.4.0"}
     (standin / "Chart.yaml").write_text(yaml.safe_dump(meta), encoding="utf-8")
+    # the dask-gateway dependency: a stand-in without templates (nothing to download)
+    dask = staged / "charts" / "dask-gateway"
+    dask.mkdir()
+    meta = {"apiVersion": "v2", "name": "dask-gateway", "version": DASK_GATEWAY_VERSION}
+    (dask / "Chart.yaml").write_text(yaml.safe_dump(meta), encoding="utf-8")
     if reference is not None:
         schema = yaml.safe_load((reference / "z2jh-4.4.0-values.schema.yaml").read_text())
         (standin / "values.schema.json").write_text(json.dumps(schema), encoding="utf-8")
