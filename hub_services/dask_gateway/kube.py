@@ -54,6 +54,8 @@ def user_pod_overrides(
                 "secretName": token_secret_name(username),
                 "items": [{"key": TOKEN_KEY, "path": TOKEN_KEY}],
                 "defaultMode": 0o400,
+                # pods start without it (no Rucio on workers) until the Secret exists
+                "optional": True,
             },
         },
     ]
