@@ -38,6 +38,11 @@ hyy_throughput_ratio_vs_raw_read, hyy_events_per_s
     over events/s of reading the same branches with uproot and nothing else.  No
     stack.  ``benchmarks/analysis_driver.py`` does the reading in the analysis
     environment.
+dask_speedup_2_workers
+    Wall time of the H->yy notebook's single-process selection over the wall time of
+    the same selection (its optional Dask section's ``uproot.dask`` work) on a Dask
+    Gateway cluster of 2 workers, same files from the shared cache, back-to-back pairs
+    in one real session's kernel (``benchmarks/dask_scaleout.py``).
 
 The ratios of timed runs come from pairs of runs made back to back, which goes first
 alternating; the value is the median of the pairs' ratios (``rate_ratios``).
@@ -103,6 +108,7 @@ HYY_RATIO = "hyy_throughput_ratio_vs_raw_read"
 HYY_RATE = "hyy_events_per_s"
 RENEWAL_CPU = "token_service_hub_cpu_fraction"
 RENEWAL_P99 = "token_refresh_p99_ms"
+DASK_SPEEDUP = "dask_speedup_2_workers"
 FIGURES = (
     RATIO,
     OVERHEAD,
@@ -114,6 +120,7 @@ FIGURES = (
     HYY_RATE,
     RENEWAL_CPU,
     RENEWAL_P99,
+    DASK_SPEEDUP,
     k8s_bench.P99,
     k8s_bench.FAILURES,
 )
@@ -1060,11 +1067,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="events per generated GamGam file (default: %(default)s)",
     )
     parser.add_argument(
+        "--dask-files", type=int, default=4, help="GamGam files for the Dask figure (default: 4)"
+    )
+    parser.add_argument(
+        "--dask-events",
+        type=int,
+        default=500_000,
+        help="events per file for the Dask figure (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--dask-reps", type=int, default=5, help="timed pairs for the Dask figure (default: 5)"
+    )
+    parser.add_argument(
         "--keep-logs", type=Path, help="copy each stack's logs here before removing it"
     )
     args = parser.parse_args(argv)
     counts = ("spawns", "concurrent", "cache_users", "cache_rounds", "cache_files")
     counts += ("cache_file_mb", "read_reps", "hyy_reps", "gamgam_files", "gamgam_events")
+    counts += ("dask_files", "dask_events", "dask_reps")
     if any(getattr(args, name) < 1 for name in counts) or args.warmup < 0:
         parser.error("counts must be >= 1, --warmup >= 0")
     if args.cache_rate_mbps <= 0:
@@ -1081,6 +1101,22 @@ def token_group(args: argparse.Namespace, out: IO[str]) -> None:
         token_figures(stack, lambda figure, value, **c: emit(out, figure, value, **c), log)
 
 
+def dask_group(args: argparse.Namespace, out: IO[str]) -> None:
+    from benchmarks import dask_scaleout
+
+    site = {
+        "events": args.dask_events,
+        "dask": {"enabled": True, "max_workers_per_user": dask_scaleout.WORKERS},
+        "demo_data": {"layouts": ["GamGam"], "files": args.dask_files},
+    }
+    with running_stack("dask", args.keep_logs, site) as stack:
+        user = "bench-dask"
+        stack.admin.ensure_user(user)
+        stack.admin.start_server(user)
+        result = dask_scaleout.run(stack, user, args.dask_reps)
+        emit(out, DASK_SPEEDUP, result.pop("value"), **result)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     out = claim_stdout()
@@ -1093,6 +1129,7 @@ def main(argv: list[str] | None = None) -> int:
         ((CACHE_SOURCE, CACHE_WALL, CACHE_READ), lambda a, o: cache_figures(a, o, data)),
         ((HYY_RATIO, HYY_RATE), lambda a, o: hyy_figures(a, o, data)),
         ((RENEWAL_CPU, RENEWAL_P99), token_group),
+        ((DASK_SPEEDUP,), dask_group),
         ((k8s_bench.P99, k8s_bench.FAILURES), lambda a, o: k8s_bench.run(out=o)),
     ]
     began = time.monotonic()

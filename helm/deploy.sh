@@ -44,6 +44,7 @@ RELEASE=${RELEASE:-lakehub}
 TIMEOUT=${TIMEOUT:-10m}
 CHART=$top/helm/lakehub
 Z2JH_VERSION=4.4.0
+DASK_GATEWAY_VERSION=2026.3.0  # the dask-gateway chart, as in helm/lakehub/Chart.yaml
 
 HELM=$(bash "$top/scripts/ensure-helm.sh")
 
@@ -93,7 +94,10 @@ show_target() {
 }
 
 # --- the z2jh dependency --------------------------------------------------------------------
-have_dependency() { compgen -G "$CHART/charts/jupyterhub-*.tgz" >/dev/null; }
+have_dependency() {
+  compgen -G "$CHART/charts/jupyterhub-*.tgz" >/dev/null &&
+    compgen -G "$CHART/charts/dask-gateway-*.tgz" >/dev/null
+}
 
 build_dependency() {
   say "helm dependency build (zero-to-jupyterhub $Z2JH_VERSION into helm/lakehub/charts/)"
@@ -121,7 +125,10 @@ chart_for_render() {
   mkdir -p "$render_chart/charts/jupyterhub"
   printf 'apiVersion: v2\nname: jupyterhub\nversion: %s\ndescription: stand-in, switched off\n' \
     "$Z2JH_VERSION" >"$render_chart/charts/jupyterhub/Chart.yaml"
-  only_lakehub=(--set jupyterhub.enabled=false)
+  mkdir -p "$render_chart/charts/dask-gateway"
+  printf 'apiVersion: v2\nname: dask-gateway\nversion: %s\ndescription: stand-in, switched off\n' \
+    "$DASK_GATEWAY_VERSION" >"$render_chart/charts/dask-gateway/Chart.yaml"
+  only_lakehub=(--set jupyterhub.enabled=false --set dask-gateway.enabled=false)
 }
 
 lint() {

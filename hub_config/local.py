@@ -15,12 +15,14 @@ from pathlib import Path
 
 from hub_config.site import Site
 from hub_services.cache.config import service_config
+from hub_services.dask_gateway import config as dask_config
 from localstack.paths import StackPaths, chp_binary, venv_bin
+from spawner_hooks import dask as dask_hooks
 from spawner_hooks.courses import CourseDelivery
 from spawner_hooks.files import write_private
 from spawner_hooks.hooks import HomeDelivery, LakehubHooks
 from spawner_hooks.rucio import AdminCredentials
-from spawner_hooks.session import ReplicaMode
+from spawner_hooks.session import DaskGateway, ReplicaMode
 from spawner_hooks.tokens import Issuer, load_signing_key
 
 ADMIN_SERVICE = "lakehub-admin"
@@ -28,6 +30,8 @@ ISSUER_SERVICE = "lakehub-issuer"
 CACHE_SERVICE = "lakehub-cache"
 CACHE_ACCESS = f"access:services!service={CACHE_SERVICE}"
 TOKEN_ACCESS = f"access:services!service={ISSUER_SERVICE}"
+DASK_SERVICE = dask_config.SERVICE
+DASK_ACCESS = dask_config.ACCESS
 
 # What `make up`, `make test` and the benchmarks may do through the admin service token.
 ADMIN_SCOPES = [
@@ -77,6 +81,56 @@ def cache_service_config(site: Site, paths: StackPaths) -> dict:
     )
 
 
+def dask_gateway(site: Site) -> DaskGateway | None:
+    """Where sessions reach the gateway: its API through the hub's proxy (as on a
+    cluster), scheduler traffic straight to the gateway's own proxy port."""
+    if not site.dask.enabled:
+        return None
+    assert site.local is not None
+    return DaskGateway(
+        address=f"http://127.0.0.1:{site.local.hub_port}{dask_config.PREFIX}",
+        proxy_address=f"gateway://127.0.0.1:{site.local.dask_gateway_port}",
+    )
+
+
+def dask_gateway_api(site: Site) -> str:
+    """The gateway's API as the hub reaches it (straight, not through the proxy)."""
+    assert site.local is not None
+    return f"http://127.0.0.1:{site.local.dask_gateway_port}{dask_config.PREFIX}"
+
+
+def dask_gateway_settings(site: Site, paths: StackPaths) -> dict:
+    return dask_config.gateway_settings(
+        site,
+        port=site.local.dask_gateway_port,
+        clusters_directory=str(paths.dask_clusters),
+        home_template=str(paths.homes / "{username}"),
+        bin_dir=str(venv_bin("analysis", "python").parent),
+        isolated=os.geteuid() == 0,
+    )
+
+
+def dask_gateway_service(site: Site, paths: StackPaths) -> dict:
+    """The managed service running dask-gateway-server (settings written 0600)."""
+    settings_file = paths.dask_gateway / "settings.json"
+    write_private(settings_file, json.dumps(dask_gateway_settings(site, paths), indent=2))
+    # each cluster's working folder (0700, the user's) lies inside; users must traverse it
+    paths.dask_clusters.mkdir(parents=True, exist_ok=True)
+    os.chmod(paths.dask_clusters, 0o711)  # noqa: S103  (traverse only; no listing)
+    return {
+        "name": DASK_SERVICE,
+        "url": dask_gateway_api(site).removesuffix(dask_config.PREFIX),
+        "command": [
+            str(venv_bin("dev", "dask-gateway-server")),
+            "-f",
+            str(Path(dask_config.__file__).with_name("gateway_config.py")),
+        ],
+        "environment": {dask_config.ENV_CONFIG: str(settings_file)},
+        "cwd": str(paths.dask_gateway),
+        "display": False,
+    }
+
+
 def course_git_env(site: Site, paths: StackPaths) -> dict[str, str]:
     """Lets students' git (spawn-time pulls and nbgitpuller links) read the mirrors."""
     if not site.courses:
@@ -120,6 +174,7 @@ def make_hooks(site: Site, paths: StackPaths) -> LakehubHooks:
         cache_quota_bytes=int(site.cache.quota_gb * 1e9),
         token_url=issuer_url(site),
         courses=courses,
+        dask=dask_gateway(site),
     )
 
 
@@ -187,11 +242,16 @@ def configure(
         c.Spawner.cmd = [str(venv_bin("analysis", "jupyterhub-singleuser"))]
     c.Spawner.default_url = "/lab"
     c.Spawner.environment = {"PATH": single_user_path(), **course_git_env(site, paths)}
-    c.Spawner.server_token_scopes = SERVER_TOKEN_SCOPES
+    dask_scopes = [DASK_ACCESS] if site.dask.enabled else []
+    c.Spawner.server_token_scopes = SERVER_TOKEN_SCOPES + dask_scopes
     c.Spawner.http_timeout = 90
     c.Spawner.start_timeout = 180
     if with_hooks:
         c.Spawner.pre_spawn_hook = as_hook(make_hooks(site, paths))
+    if site.dask.enabled:
+        # a user's clusters end with their server (and by the gateway's idle timeout)
+        stopper = dask_hooks.ClusterStopper(dask_gateway_api(site), DASK_ACCESS)
+        c.Spawner.post_stop_hook = dask_hooks.as_hook(stopper)
 
     admin_token = paths.admin_token.read_text().strip()
     config = paths.cache_service / "config.json"
@@ -222,9 +282,11 @@ def configure(
             "display": False,
         },
     ]
+    if site.dask.enabled:
+        c.JupyterHub.services.append(dask_gateway_service(site, paths))
     c.JupyterHub.load_roles = [
         {"name": "lakehub-admin", "scopes": ADMIN_SCOPES, "services": [ADMIN_SERVICE]},
-        {"name": "user", "scopes": ["self", CACHE_ACCESS, TOKEN_ACCESS]},
+        {"name": "user", "scopes": ["self", CACHE_ACCESS, TOKEN_ACCESS, *dask_scopes]},
     ]
 
 

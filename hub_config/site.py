@@ -364,6 +364,9 @@ class Local(_Model):
     proxy_api_port: Port = 8001
     issuer_port: Port = 8009
     cache_port: Port = 8012
+    dask_gateway_port: Port = Field(
+        8013, description="Dask Gateway's proxy: its API, dashboards and scheduler traffic"
+    )
     embedded_rucio: bool = Field(
         True, description="start a Rucio server at the default instance's rucio_host"
     )
@@ -377,11 +380,12 @@ class Local(_Model):
             self.proxy_api_port,
             self.issuer_port,
             self.cache_port,
+            self.dask_gateway_port,
         ]
         if len(set(ports)) != len(ports):
             raise ValueError(
-                "local: hub_port, hub_api_port, proxy_api_port, issuer_port, cache_port must"
-                f" differ, got {ports}"
+                "local: hub_port, hub_api_port, proxy_api_port, issuer_port, cache_port,"
+                f" dask_gateway_port must differ, got {ports}"
             )
         return self
 
@@ -413,6 +417,29 @@ def _quantity(value: str) -> str:
 
 Memory = Annotated[str, AfterValidator(_memory)]
 Quantity = Annotated[str, AfterValidator(_quantity)]
+
+
+class Dask(_Model):
+    """Scale-out with Dask Gateway (docs/scale-out.md): off unless ``enabled``.
+
+    Locally the hub runs a Dask Gateway server as a managed service whose schedulers and
+    workers are processes of the user's own system account; on Kubernetes the
+    dask-gateway chart runs them as pods.  Each user runs at most one cluster at a time,
+    so the worker limit is a limit per user.
+    """
+
+    enabled: bool = False
+    max_workers_per_user: int = Field(
+        4, ge=1, le=1000, description="workers one user's cluster may have at once"
+    )
+    worker_cores: int = Field(1, ge=1, le=64, description="CPU cores per worker")
+    worker_memory: Memory = Field("2G", description="memory per worker, e.g. '2G'")
+    idle_timeout_seconds: int = Field(
+        1800,
+        ge=10,
+        le=7 * 86400,
+        description="a cluster with no client and no work for this long is shut down",
+    )
 
 
 def memory_bytes(value: str) -> float:
@@ -660,6 +687,7 @@ class Site(_Model):
     cache: Cache = Cache()
     notebooks: Notebooks = Notebooks()
     courses: list[Course] = Field(default_factory=list)
+    dask: Dask = Dask()
     local: Local | None = None
     kubernetes: Kubernetes | None = None
 
@@ -756,6 +784,7 @@ class Site(_Model):
             "local.proxy_api_port": self.local.proxy_api_port,
             "local.issuer_port": self.local.issuer_port,
             "local.cache_port": self.local.cache_port,
+            "local.dask_gateway_port": self.local.dask_gateway_port,
         }
         clash = [name for name, port in used.items() if port == url.port]
         if clash:

@@ -45,11 +45,15 @@ from hub_config.site import (
     Profile,
     Site,
     SiteError,
+    memory_bytes,
     parse_site,
     resolve_paths,
 )
 from hub_services.cache.config import service_config
 from hub_services.courses import SCOPES as COURSE_STATUS_SCOPES
+from hub_services.dask_gateway import config as dask_config
+from hub_services.dask_gateway import kube as dask_kube
+from spawner_hooks.session import DaskGateway, dask_gateway_env
 
 # --- names shared with the chart templates and with hub_config.kubernetes ---------------
 SITE_CONFIGMAP = "lakehub-site"
@@ -89,6 +93,13 @@ OIDC_CRYPT_KEY_KEY = "hub.config.CryptKeeper.keys"  # the key z2jh reads from ex
 HUB_SECRET = "hub"  # noqa: S105  (a Secret name)
 HUB_API_URL = "http://hub:8081/hub/api"
 SITE_CHECKSUM_ANNOTATION = "checksum/lakehub-site"
+# The dask-gateway chart (dependency "dask-gateway"), with fixed object names
+DASK_FULLNAME = "dask-gateway"
+DASK_TRAEFIK = f"traefik-{DASK_FULLNAME}"  # its proxy: API, dashboards, scheduler traffic
+DASK_TRAEFIK_PORT = 8000  # the proxy pods' port (the Service listens on 80)
+DASK_ACCESS = dask_config.ACCESS
+# The only Python in the gateway's values: the chart runs it after its own config.
+GATEWAY_LOADER = "from hub_services.dask_gateway.kube import configure\nconfigure(c)\n"
 
 HEADER = """\
 # Helm values for helm/lakehub, rendered from {source} by `python -m hub_config.values`.
@@ -320,20 +331,22 @@ def hub_values(site: Site, site_data: Mapping) -> dict:
             "annotations": {SITE_CHECKSUM_ANNOTATION: site_checksum(site_data)},
             "config": {
                 **authenticator_config(site),
-                # a session's own API token may call the cache service (lakehub.fetch)
-                "Spawner": {"server_token_scopes": SERVER_TOKEN_SCOPES},
+                # a session's own API token may call the cache service (lakehub.fetch),
+                # and the Dask Gateway when the site has one
+                "Spawner": {"server_token_scopes": SERVER_TOKEN_SCOPES + dask_scopes(site)},
             },
             "services": {
                 CACHE_SERVICE: {"url": cache_url(), "display": False},
                 WARM_SERVICE: {"display": False},
                 COURSES_SERVICE: {"display": False},
                 ISSUER_SERVICE: {"url": token_service_url(), "display": False},
+                **dask_hub_services(site),
             },
             "loadRoles": {
                 "user": {
-                    "description": "every user: their own things, the shared cache and"
-                    " their own renewed Rucio token",
-                    "scopes": ["self", CACHE_ACCESS, TOKEN_ACCESS],
+                    "description": "every user: their own things, the shared cache, their own"
+                    " renewed Rucio token" + (" and the Dask Gateway" if site.dask.enabled else ""),
+                    "scopes": ["self", CACHE_ACCESS, TOKEN_ACCESS, *dask_scopes(site)],
                 },
                 **token_service_role(site),
                 COURSES_SERVICE: {
@@ -421,7 +434,7 @@ def singleuser_values(site: Site) -> dict:
             "extraVolumes": [cache_volume(DEFAULT_CACHE_CLAIM)],
             "extraVolumeMounts": [cache_volume_mount(DEFAULT_CACHE_MOUNT)],
         },
-        "extraEnv": {"LAKEHUB_CACHE_URL": cache_url()},
+        "extraEnv": {"LAKEHUB_CACHE_URL": cache_url(), **dask_session_env(site)},
         **course_values(site),
         # z2jh's policy stays on and keeps privateIPs closed; lakehub's chart adds a policy
         # that opens exactly the site's Rucio/storage destinations and the cache service.
@@ -464,6 +477,110 @@ def jupyterhub_values(site: Site, site_data: Mapping) -> dict:
             "pullProfileListImages": True,
         },
     }
+
+
+# --------------------------------------------------------------------------- Dask Gateway
+
+
+def dask_scopes(site: Site) -> list[str]:
+    """What users (and their servers' tokens) need to use the gateway: access to it."""
+    return [DASK_ACCESS] if site.dask.enabled else []
+
+
+def dask_gateway_address(site: Site) -> DaskGateway:
+    """In-cluster addresses: the API through z2jh's proxy (the hub service's route, as
+    z2jh documents), scheduler traffic straight to the gateway's own proxy."""
+    k8s = site.kubernetes
+    assert k8s is not None
+    return DaskGateway(
+        address=f"http://proxy-public{dask_config.PREFIX}",
+        proxy_address=f"gateway://{DASK_TRAEFIK}.{k8s.namespace}:80",
+    )
+
+
+def dask_session_env(site: Site) -> dict[str, str]:
+    if not site.dask.enabled:
+        return {}
+    env = dask_gateway_env(dask_gateway_address(site))
+    if site.kubernetes is not None and site.kubernetes.public_url:
+        # dashboard links open in the student's browser: the public address
+        env["DASK_GATEWAY__PUBLIC_ADDRESS"] = f"{site.kubernetes.public_url}{dask_config.PREFIX}"
+    return env
+
+
+def dask_hub_services(site: Site) -> dict:
+    """The gateway as a hub service: z2jh keeps its API token in the hub Secret (where
+    the dask-gateway chart reads it) and routes /services/dask-gateway/ to it."""
+    if not site.dask.enabled:
+        return {}
+    assert site.kubernetes is not None
+    url = f"http://{DASK_TRAEFIK}.{site.kubernetes.namespace}:80"
+    return {dask_config.SERVICE: {"url": url, "display": False}}
+
+
+def dask_gateway_env_list(site: Site) -> list[dict]:
+    """``gateway.env``: what hub_services.dask_gateway.kube.configure reads."""
+    settings = {
+        dask_kube.ENV_MAX_WORKERS: str(site.dask.max_workers_per_user),
+        dask_kube.ENV_IDLE_TIMEOUT: str(site.dask.idle_timeout_seconds),
+        dask_kube.ENV_CACHE_CLAIM: DEFAULT_CACHE_CLAIM,
+        dask_kube.ENV_CACHE_MOUNT: DEFAULT_CACHE_MOUNT,
+        dask_kube.ENV_TOKEN_DIR: dask_kube.DEFAULT_TOKEN_DIR,
+    }
+    return [{"name": k, "value": v} for k, v in settings.items()]
+
+
+def dask_gateway_values(site: Site) -> dict:
+    """Values of the dask-gateway chart (the dependency ``dask-gateway``)."""
+    if not site.dask.enabled:
+        return {"enabled": False}
+    k8s = site.kubernetes
+    assert k8s is not None
+    dask = site.dask
+    memory = int(memory_bytes(dask.worker_memory))
+    return {
+        "enabled": True,
+        "fullnameOverride": DASK_FULLNAME,
+        "gateway": {
+            "prefix": dask_config.PREFIX,
+            # lakehub's hub image: dask-gateway-server plus lakehub's gateway rules
+            "image": image_values(k8s.images.hub),
+            "auth": {
+                "type": "jupyterhub",
+                # only tokens allowed to access this service; the token the gateway
+                # itself uses comes from z2jh's hub Secret (the chart's default)
+                "jupyterhub": {"apiUrl": HUB_API_URL, "jupyterhubServiceName": dask_config.SERVICE},
+            },
+            "env": dask_gateway_env_list(site),
+            "extraConfig": {"lakehub": GATEWAY_LOADER},
+            "backend": {
+                # schedulers and workers run the analysis image: the session's versions
+                "image": image_values(k8s.images.singleuser),
+                "worker": {
+                    "cores": {"request": dask.worker_cores, "limit": dask.worker_cores},
+                    "memory": {"request": memory, "limit": memory},
+                    "threads": dask.worker_cores,
+                },
+            },
+        },
+        # reached in the cluster (user pods, z2jh's proxy); z2jh's proxy is the way in
+        "traefik": {"service": {"type": "ClusterIP"}},
+    }
+
+
+def dask_egress(site: Site) -> list[dict]:
+    """User pods may reach the gateway's proxy pods (z2jh keeps private IPs closed)."""
+    if not site.dask.enabled:
+        return []
+    peer = {
+        "podSelector": {
+            "matchLabels": {
+                "app.kubernetes.io/name": "dask-gateway",
+                "app.kubernetes.io/component": "traefik",
+            }
+        }
+    }
+    return [{"to": [peer], "ports": [{"protocol": "TCP", "port": DASK_TRAEFIK_PORT}]}]
 
 
 # --------------------------------------------------------------------------- lakehub values
@@ -524,7 +641,10 @@ def lakehub_values(site: Site, site_data: Mapping) -> dict:
             },
         },
         "tokens": token_service_values(site),
-        "networkPolicy": {"enabled": True, "singleuserEgress": egress_values(site)},
+        "networkPolicy": {
+            "enabled": True,
+            "singleuserEgress": egress_values(site) + dask_egress(site),
+        },
         "notebooksJob": {"enabled": False, "image": image_values(k8s.images.singleuser)},
         "publicUrl": k8s.public_url,
     }
@@ -557,6 +677,7 @@ def render_values(site: Site, site_data: Mapping, source: str = "site file") -> 
     if problems:
         raise ValuesError(source, problems)
     values = {"jupyterhub": jupyterhub_values(site, site_data)}
+    values["dask-gateway"] = dask_gateway_values(site)
     values.update(lakehub_values(site, site_data))
     return copy.deepcopy(values)
 

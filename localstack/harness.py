@@ -15,6 +15,8 @@ import socket
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,11 +57,12 @@ def write_site(
     cache: dict | None = None,
     tokens: dict | None = None,
     courses: list | None = None,
+    dask: dict | None = None,
     **local_overrides,
 ) -> Path:
     """A site file like examples/site.local.yaml, on free ports and with small demo data."""
     data = yaml.safe_load((REPO / "examples" / "site.local.yaml").read_text())
-    hub, api, proxy, issuer, cache_port, rucio = free_ports(6)
+    hub, api, proxy, issuer, cache_port, rucio, gateway = free_ports(7)
     data["rucio"]["instances"][0]["rucio_host"] = f"http://127.0.0.1:{rucio}"
     data["notebooks"]["source"] = str(REPO / "notebooks")
     data["local"].update(
@@ -68,12 +71,14 @@ def write_site(
         proxy_api_port=proxy,
         issuer_port=issuer,
         cache_port=cache_port,
+        dask_gateway_port=gateway,
         **local_overrides,
     )
     data["local"]["demo_data"]["events"] = events
     data.setdefault("cache", {}).update(rule_poll_seconds=1, **(cache or {}))
     data.setdefault("tokens", {}).update(tokens or {})
     data["courses"] = courses or []  # the example's course only where a test asks for one
+    data["dask"] = dask or {"enabled": False}  # a Dask Gateway only where a test asks for one
     path = folder / "site.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
@@ -139,6 +144,19 @@ def start_stack(
         stack.load_demo_data(site, paths, progress=False)
     stack.start_hub(site_file, paths, site, with_hooks=with_hooks, mock_servers=mock_servers)
     return s
+
+
+@contextmanager
+def temporary_stack(**site_options) -> Iterator[Stack]:
+    """A whole stack in a fresh folder (``write_site`` options), removed afterwards."""
+    folder = stack_folder()
+    site_file = write_site(folder, **site_options)
+    try:
+        yield start_stack(folder / "state", site_file)
+    finally:
+        stop_stack(folder / "state")
+        site_file.unlink(missing_ok=True)
+        folder.rmdir()
 
 
 def stop_stack(state: Path) -> None:
@@ -337,3 +355,27 @@ def cache_stats(s: Stack) -> dict:
 
 def is_running(s: Stack, name: str) -> bool:
     return procs.running(name, s.paths.run) is not None
+
+
+def notebook_code(name: str) -> list[str]:
+    """The code cells of one of notebooks/, in order (what a student runs top to bottom)."""
+    cells = json.loads((REPO / "notebooks" / name).read_text(encoding="utf-8"))["cells"]
+    return ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
+
+
+def gateway_url(s: Stack) -> str:
+    """The stack's Dask Gateway API, straight at its proxy (as the hub reaches it)."""
+    from hub_config.local import dask_gateway_api
+
+    return dask_gateway_api(s.site)
+
+
+def hub_token(s: Stack, username: str, scopes: list[str]) -> str:
+    """A JupyterHub API token of ``username`` with exactly ``scopes`` (made by the admin)."""
+    r = s.admin.api(
+        "POST",
+        f"/users/{username}/tokens",
+        json={"scopes": scopes, "note": "test", "expires_in": 600},
+    )
+    r.raise_for_status()
+    return r.json()["token"]

@@ -56,6 +56,15 @@ class StackPaths:
         return self.state / "cache-service"
 
     @property
+    def dask_gateway(self) -> Path:
+        return self.state / "dask-gateway"
+
+    @property
+    def dask_clusters(self) -> Path:
+        """Working folders of the users' Dask clusters (each 0700, its user's)."""
+        return self.state / "dask-clusters"
+
+    @property
     def rucio(self) -> Path:
         return self.state / "rucio"
 

@@ -47,6 +47,7 @@ def prepare_secrets(paths: StackPaths) -> None:
         paths.logs,
         paths.run,
         paths.cache_service,
+        paths.dask_gateway,
     ):
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(folder, 0o700)

@@ -112,8 +112,10 @@ class LakehubHooks:
         cache_quota_bytes: int = 0,
         token_url: str | None = None,
         courses: CourseDelivery | None = None,
+        dask: session.DaskGateway | None = None,
     ):
         self.site = site
+        self.dask = dask
         self.courses = courses
         self.issuer = issuer
         self.delivery = delivery
@@ -170,6 +172,7 @@ class LakehubHooks:
                 cache_url=self.cache_url,
                 token_url=self.token_url,
                 courses=[(c.name, c.target) for c in self.site.courses],
+                dask=self.dask,
             ),
             problems=problems,
         )

@@ -69,6 +69,32 @@ class SessionPaths:
         return self.root / "status.json"
 
 
+@dataclass(frozen=True)
+class DaskGateway:
+    """Where a session finds the site's Dask Gateway (docs/scale-out.md)."""
+
+    address: str  # the gateway's HTTP API (and dashboards), e.g. http://host/services/dask-gateway
+    proxy_address: str  # scheduler traffic (TLS), e.g. gateway://host:8786
+
+
+def dask_gateway_env(gateway: DaskGateway) -> dict[str, str]:
+    """What makes ``Gateway()`` and the dask JupyterLab extension work with no arguments.
+
+    dask reads ``DASK_<SECTION>__<KEY>`` variables as configuration; the session's own
+    ``$JUPYTERHUB_API_TOKEN`` is the credential (auth type ``jupyterhub``), so nothing
+    secret is added here.
+    """
+    return {
+        "DASK_GATEWAY__ADDRESS": gateway.address,
+        "DASK_GATEWAY__PROXY_ADDRESS": gateway.proxy_address,
+        "DASK_GATEWAY__PUBLIC_ADDRESS": gateway.address,
+        "DASK_GATEWAY__AUTH__TYPE": "jupyterhub",
+        # the lab extension's "+ NEW" button asks the gateway for a cluster
+        "DASK_LABEXTENSION__FACTORY__MODULE": "dask_gateway",
+        "DASK_LABEXTENSION__FACTORY__CLASS": "GatewayCluster",
+    }
+
+
 NOTICE_NAME = "LAKEHUB-NOTICE.md"
 
 
@@ -154,6 +180,7 @@ def session_env(
     cache_url: str | None = None,
     token_url: str | None = None,
     courses: Sequence[tuple[str, str]] = (),
+    dask: DaskGateway | None = None,
 ) -> dict[str, str]:
     """Environment variables for the single-user server: paths and URLs, never a secret.
 
@@ -177,6 +204,8 @@ def session_env(
         env["LAKEHUB_TOKEN_SEED"] = str(paths.token_seed)
     if courses:
         env["LAKEHUB_COURSES"] = json.dumps([{"name": n, "target": t} for n, t in courses])
+    if dask is not None:
+        env.update(dask_gateway_env(dask))
     return env
 
 

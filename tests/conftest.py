@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from localstack.harness import stack_folder, start_stack, stop_stack, write_site
+from localstack.harness import temporary_stack
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CHART = REPO_ROOT / "helm" / "lakehub"
@@ -29,17 +29,17 @@ def local_stack():
     isolation assertions depend on that.  Everything started is stopped by PID at the
     end, also when starting failed half-way.
     """
-    folder = stack_folder()
-    site_file = write_site(folder)
-    try:
-        yield start_stack(folder / "state", site_file)
-    finally:
-        stop_stack(folder / "state")
-        site_file.unlink(missing_ok=True)
-        folder.rmdir()
+    with temporary_stack() as stack:
+        yield stack
 
 
 # --- helm and the staged chart (tests/test_chart.py, tests/test_k8s.py) -----------------
+
+
+def dependency_version(name: str) -> str:
+    """The version helm/lakehub/Chart.yaml pins for one of its dependencies."""
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text(encoding="utf-8"))
+    return next(d["version"] for d in chart["dependencies"] if d["name"] == name)
 
 
 @pytest.fixture(scope="session")
@@ -79,6 +79,15 @@ def chart(tmp_path_factory, reference) -> Path:
     standin.mkdir(parents=True)
     meta = {"apiVersion": "v2", "name": "jupyterhub", "version": "4.4.0"}
     (standin / "Chart.yaml").write_text(yaml.safe_dump(meta), encoding="utf-8")
+    # the dask-gateway dependency: a stand-in without templates (nothing to download)
+    dask = staged / "charts" / "dask-gateway"
+    dask.mkdir()
+    meta = {
+        "apiVersion": "v2",
+        "name": "dask-gateway",
+        "version": dependency_version("dask-gateway"),
+    }
+    (dask / "Chart.yaml").write_text(yaml.safe_dump(meta), encoding="utf-8")
     if reference is not None:
         schema = yaml.safe_load((reference / "z2jh-4.4.0-values.schema.yaml").read_text())
         (standin / "values.schema.json").write_text(json.dumps(schema), encoding="utf-8")

@@ -32,6 +32,7 @@ CLUSTER_EXAMPLE = EXAMPLES / "site.cluster.yaml"
 RELEASE = "lakehub"
 RELEASE_NAMESPACE = "lakehub"
 K8S_VERSIONS = sorted({"1.30", kubernetes_validate.latest_version()})
+DASK_GATEWAY_VERSION = "2026.3.0"
 
 pytestmark = pytest.mark.chart
 

@@ -228,8 +228,11 @@ def test_hyy_analysis_finds_the_higgs_peak(tmp_path):
     result = execute_on_demo_data(
         "HyyAnalysis.ipynb",
         tmp_path,
-        report=["fitted_mass", "fitted_mass_err", "significance", "cut_flow"],
+        report=["fitted_mass", "fitted_mass_err", "significance", "cut_flow", "dask_hist"],
     )
+    # no Dask Gateway here: the optional section says so and skips itself (tests/test_dask.py
+    # runs it on a real gateway)
+    assert result["dask_hist"] is None
     assert abs(result["fitted_mass"] - 125.0) < 1.5, result
     assert 0.0 < result["fitted_mass_err"] < 1.0, result
     assert math.isfinite(result["significance"]) and result["significance"] > 5.0, result

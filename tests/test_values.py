@@ -316,9 +316,16 @@ def test_hub_loads_lakehub_from_jupyterhub_config_d(rendered):
     lines = entry["stringData"].strip().splitlines()
     assert lines == ["from hub_config.kubernetes import configure", "configure(c)"]
     assert "extraConfig" not in hub
-    # that loader is the only Python in the values
+    # that loader and the Dask Gateway's (the chart has only extraConfig for it) are the
+    # only Python in the values
+    gateway_loader = ("dask-gateway", "gateway", "extraConfig", "lakehub")
+    if values["dask-gateway"]["enabled"]:
+        assert _get(values, gateway_loader).strip().splitlines() == [
+            "from hub_services.dask_gateway.kube import configure",
+            "configure(c)",
+        ]
     for path, value in walk(values):
-        if isinstance(value, str) and path[-1] != "stringData":
+        if isinstance(value, str) and path[-1] != "stringData" and path != gateway_loader:
             assert "import " not in value and "configure(c)" not in value, path
 
 
@@ -377,6 +384,9 @@ def test_network_policies_stay_on_and_open_only_the_site_destinations(rendered):
         assert _get(jh, (component, "networkPolicy", "enabled")) is not False
     assert values["networkPolicy"]["enabled"] is True
     rules = values["networkPolicy"]["singleuserEgress"]
+    # the site's destinations, then the Dask Gateway's proxy when the site has one
+    assert rules[len(site.kubernetes.egress) :] == hv.dask_egress(site)
+    rules = rules[: len(site.kubernetes.egress)]
     assert len(rules) == len(site.kubernetes.egress) >= 1
     for rule, wanted in zip(rules, site.kubernetes.egress, strict=True):
         ports = [p["port"] for p in rule["ports"]]
