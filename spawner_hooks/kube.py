@@ -106,6 +106,18 @@ def secret_name(pod_name: str) -> str:
     return f"{pod_name}-lakehub"
 
 
+USER_TOKEN_PREFIX = "lakehub-rucio-token-"  # noqa: S105 (a name prefix)
+
+
+def user_token_secret_name(username: str) -> str:
+    """The per-user Secret holding only the user's current Rucio token (key
+    ``rucio-token``), for pods that are not the user's server (Dask workers); KubeSpawner's
+    safe slug keeps every hub name a valid, distinct object name."""
+    from kubespawner.slugs import safe_slug
+
+    return safe_slug(USER_TOKEN_PREFIX + username)
+
+
 def user_label(username: str) -> str:
     """A label value naming a user whatever characters the name has (label values
     allow 63 of ``[A-Za-z0-9_.-]``): the first 40 hex digits of its SHA-256."""
@@ -279,6 +291,7 @@ class KubeSecretDelivery:
                     )
                     if API_TOKEN_KEY in manifest["data"]:
                         self._holding_api_token.add(spawner)
+                    await self.deliver_user_token(spawner, bundle)
                     return
                 except Exception as exc:
                     if _status(exc) != 409 or attempt == self.attempts - 1:
@@ -292,8 +305,46 @@ class KubeSecretDelivery:
                 f" {_describe(exc)}"
             ) from None
 
+    def user_token_manifest(self, spawner, bundle: SessionBundle) -> dict:
+        labels = {**self.labels(spawner), "app.kubernetes.io/component": "user-token"}
+        labels.pop("lakehub/pod")
+        return secret_manifest(
+            user_token_secret_name(spawner.user.name),
+            {TOKEN_KEY: bundle.token.strip().encode()},
+            labels,
+            bundle.token_expires,
+        )
+
+    async def deliver_user_token(self, spawner, bundle: SessionBundle) -> None:
+        """The per-user token Secret (created, or replaced by delete + create); the token
+        service keeps it current like the server's own.  Failing here costs only the
+        user's Dask workers their token: logged, never a failed spawn."""
+        if not bundle.token:
+            return
+        manifest = self.user_token_manifest(spawner, bundle)
+        name = manifest["metadata"]["name"]
+        try:
+            await self._delete(spawner, name)
+            await self._call(
+                spawner.api.create_namespaced_secret, namespace=spawner.namespace, body=manifest
+            )
+        except Exception as exc:
+            log.warning("lakehub: Secret %s for %s: %s", name, spawner.user.name, _describe(exc))
+
     async def remove(self, spawner) -> None:
         self._holding_api_token.discard(spawner)
+        others = [
+            s
+            for s in getattr(spawner.user, "spawners", {}).values()
+            if s is not spawner and getattr(s, "active", False)
+        ]
+        if not others:  # the user's last server: their token leaves the cluster with it
+            try:
+                await self._delete(spawner, user_token_secret_name(spawner.user.name))
+            except Exception as exc:
+                log.warning(
+                    "lakehub: deleting %s's token Secret: %s", spawner.user.name, _describe(exc)
+                )
         name = self.name(spawner)
         try:
             await self._delete(spawner, name)

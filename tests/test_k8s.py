@@ -79,6 +79,7 @@ from spawner_hooks.kube import (
     secret_manifest,
     session_files,
     user_label,
+    user_token_secret_name,
 )
 from spawner_hooks.names import rucio_account
 
@@ -311,6 +312,10 @@ async def test_spawn_puts_the_token_in_a_secret_and_stop_removes_it(
         files = secret_files(secret)
         token = files["rucio-token"].decode()
         assert token and not token.endswith("\n")
+        # the per-user copy for pods that are not the server (Dask workers): token only
+        status, user_secret = get(plane, f"secrets/{user_token_secret_name(name)}")
+        assert status == 200 and secret_files(user_secret) == {"rucio-token": token.encode()}
+        assert user_secret["metadata"]["labels"][USER_LABEL] == user_label(name)
         # mutable, labelled for its user: the token service rewrites the token in it
         assert secret.get("immutable") is False
         assert secret["metadata"]["labels"][USER_LABEL] == user_label(name)
@@ -383,8 +388,9 @@ async def test_spawn_puts_the_token_in_a_secret_and_stop_removes_it(
         await hub_stop(spawner)
         await stop_reflectors()
 
-    # stopping the server removed the Secret and the pod; the home volume stays
+    # stopping the server removed the Secrets and the pod; the home volume stays
     assert get(plane, f"secrets/{secret_name}")[0] == 404
+    assert get(plane, f"secrets/{user_token_secret_name(name)}")[0] == 404
     assert get(plane, f"pods/{spawner.pod_name}")[0] == 404
     assert get(plane, f"persistentvolumeclaims/{spawner.pvc_name}")[0] == 200
     # everything happened within the hub Role: nothing refused, no patch or update
@@ -728,6 +734,9 @@ async def test_the_token_service_renews_a_running_users_token_and_secret_and_onl
         }
         assert after["metadata"]["annotations"]["lakehub/token-expires"] == str(expires)
         assert after["metadata"]["uid"] == before[alice]["metadata"]["uid"]  # replaced in place
+        # and alice's per-user copy (for her Dask workers) holds the same new token
+        status, copy = get(plane, f"secrets/{user_token_secret_name(alice)}")
+        assert status == 200 and secret_files(copy)["rucio-token"].decode() == renewed
 
         # comfortably valid: the same token again, no identity-provider call, no write
         exchanges = len(idp.requests)
@@ -737,6 +746,8 @@ async def test_the_token_service_renews_a_running_users_token_and_secret_and_onl
         assert again["metadata"]["resourceVersion"] == after["metadata"]["resourceVersion"]
 
         # bob's Secret was never touched; alice cannot ask for bob's token
+        bob_copy = get(plane, f"secrets/{user_token_secret_name(bob)}")[1]
+        assert secret_files(bob_copy)["rucio-token"] == secret_files(before[bob])["rucio-token"]
         bob_now = get(plane, f"secrets/{secrets[bob]}")[1]
         assert bob_now["metadata"]["resourceVersion"] == before[bob]["metadata"]["resourceVersion"]
         service = f"{issuer_url}/api/token"

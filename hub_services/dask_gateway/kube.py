@@ -9,9 +9,11 @@ hub_config.values.
 What it adds to the chart: one cluster per user, the site's worker limit and idle
 timeout, and per-user pod pieces computed from the *authenticated* user name: the shared
 cache read-only, and the user's own Rucio token Secret mounted read-only with
-``BEARER_TOKEN_FILE`` pointing at it.  The Secret (``token_secret_name``) must be kept
-current by the hub's token service; the kubelet refreshes a mounted Secret in place
-when its content changes (it must not be immutable, nor mounted with subPath).
+``BEARER_TOKEN_FILE`` pointing at it.  The hub creates that Secret at spawn and deletes
+it with the user's last server (``spawner_hooks.kube.KubeSecretDelivery``), and the token
+service rewrites its token after each renewal (``hub_services.secret_renewal``); the
+kubelet refreshes a mounted Secret in place when its content changes (it is not
+immutable, and it is mounted without subPath).
 """
 
 from __future__ import annotations
@@ -30,16 +32,15 @@ ENV_TOKEN_DIR = "LAKEHUB_DASK_TOKEN_DIR"  # noqa: S105 (a name, not a secret)
 
 TOKEN_VOLUME = "lakehub-rucio-token"  # noqa: S105 (a name, not a secret)
 TOKEN_KEY = "rucio-token"  # noqa: S105 (a Secret key name)
-TOKEN_SECRET_PREFIX = "lakehub-rucio-token-"  # noqa: S105 (a name prefix)
 DEFAULT_TOKEN_DIR = "/var/run/lakehub-token"  # noqa: S105 (a path)
 
 
 def token_secret_name(username: str) -> str:
-    """The per-user Secret holding the user's current Rucio token (key ``rucio-token``);
-    KubeSpawner's safe slug keeps every hub name a valid, distinct object name."""
-    from kubespawner.slugs import safe_slug
+    """The per-user token Secret the hub creates at spawn and the token service renews
+    (``spawner_hooks.kube.user_token_secret_name``)."""
+    from spawner_hooks.kube import user_token_secret_name
 
-    return safe_slug(TOKEN_SECRET_PREFIX + username)
+    return user_token_secret_name(username)
 
 
 def user_pod_overrides(
