@@ -37,6 +37,7 @@ class MiniHub:
     roles: list[dict] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
     admin_token: str = field(default_factory=new_token)
+    login: dict = field(default_factory=dict)  # minihub_config's authenticator parameters
 
     def __post_init__(self) -> None:
         # chosen before start, so that services can be told the hub's public URL
@@ -58,6 +59,7 @@ class MiniHub:
                 *self.roles,
                 {"name": "test-admin", "scopes": ADMIN_SCOPES, "services": [ADMIN_SERVICE]},
             ],
+            **self.login,
         }
         (self.folder / "params.json").write_text(json.dumps(params))
         (self.folder / "params.json").chmod(0o600)

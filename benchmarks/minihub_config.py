@@ -2,9 +2,10 @@
 
 Loaded with ``jupyterhub -f benchmarks/minihub_config.py``; everything that varies is
 read from the JSON file named by ``$LAKEHUB_MINIHUB`` (written by
-``benchmarks.k8s.MiniHub``): ports, services and roles.  Logins are JupyterHub's
-DummyAuthenticator with auth state on, so a test can give a user the auth state an
-OAuth login would have left (``PATCH /users/{name}`` with ``auth_state``).
+``benchmarks.minihub.MiniHub``): ports, services, roles and the login.  Logins are
+JupyterHub's DummyAuthenticator with auth state on, so a test can give a user the auth
+state an OAuth login would have left (``PATCH /users/{name}`` with ``auth_state``), or
+GenericOAuthenticator against a real identity provider.
 """
 
 import json
@@ -25,8 +26,14 @@ c.ConfigurableHTTPProxy.pid_file = str(folder / "proxy.pid")
 c.JupyterHub.db_url = f"sqlite:///{folder / 'hub.sqlite'}"
 c.JupyterHub.cookie_secret_file = str(folder / "cookie_secret")
 c.JupyterHub.pid_file = str(folder / "jupyterhub.pid")
-c.JupyterHub.authenticator_class = "dummy"
+c.JupyterHub.authenticator_class = params.get("authenticator_class", "dummy")
 c.Authenticator.allow_all = True
 c.Authenticator.enable_auth_state = True
+for name, value in params.get("generic_oauth", {}).items():  # an OIDC login (tests)
+    setattr(c.GenericOAuthenticator, name, value)
+if params.get("lakehub_refresh_ahead"):  # what hub_config.kubernetes sets on OIDC sites
+    from spawner_hooks.oidc_refresh import refresh_ahead
+
+    c.GenericOAuthenticator.refresh_user_hook = refresh_ahead
 c.JupyterHub.services = params["services"]
 c.JupyterHub.load_roles = params["roles"]

@@ -177,4 +177,8 @@ def configure(c, site: Site | None = None, environ: Mapping[str, str] | None = N
         site = load_site(environ.get(ENV_SITE, DEFAULT_SITE))
     session = make_session(site, environ)
     session.install(c.KubeSpawner)
+    if isinstance(session.hooks, TokenExchangeHooks):
+        from spawner_hooks.oidc_refresh import refresh_ahead
+
+        c.GenericOAuthenticator.refresh_user_hook = refresh_ahead
     return session

@@ -232,7 +232,10 @@ def authenticator_config(site: Site) -> dict:
             "username_claim": auth.username_claim,
             "scope": list(auth.scopes),
             "refresh_pre_spawn": True,
-            "auth_refresh_age": 300,
+            # checked at most once a minute per user; lakehub's refresh_user_hook renews
+            # the login when its access token has less than two minutes left, so that
+            # Rucio tokens exchanged from it do not expire early (spawner_hooks.oidc_refresh)
+            "auth_refresh_age": 60,
         }
         if k8s.public_url:
             oauth["oauth_callback_url"] = f"{k8s.public_url}/hub/oauth_callback"

@@ -8,8 +8,9 @@ rucio-clients and rucio-jupyterlab expect).  The ``rucio`` CLI reads the file at
 call and rucio-jupyterlab re-reads it when its cached token expires, so both keep
 working without a restart.
 
-When renewal fails (hub or Rucio unreachable) it logs once, writes
-``~/LAKEHUB-TOKEN-NOTICE.md``, retries with growing pauses and removes the note on success.
+When renewal fails (hub or Rucio unreachable, login expired) it logs once, writes
+``~/LAKEHUB-TOKEN-NOTICE.md`` with the latest reason, retries with growing pauses and
+removes the note on success.
 
 On Kubernetes the token file is in a writable in-memory folder of the pod and the hub's
 copy is in the read-only session Secret (``$LAKEHUB_TOKEN_SEED``): the refresher starts
@@ -136,7 +137,12 @@ class TokenRefresher:
                 headers={"Authorization": f"token {self.api_token}"},
             )
         if r.status_code != 200:
-            raise RuntimeError(f"the token service answered HTTP {r.status_code}")
+            try:  # the service says why (e.g. "your login has expired: log out ... again")
+                reason = str(r.json().get("error") or "")[:200]
+            except ValueError:
+                reason = ""
+            detail = f" ({reason})" if reason else ""
+            raise RuntimeError(f"the token service answered HTTP {r.status_code}{detail}")
         body = r.json()
         await asyncio.to_thread(write_token, self.token_file, body["token"])
         return int(body["expires"])
@@ -153,6 +159,7 @@ class TokenRefresher:
 
     async def run(self) -> None:
         pause = 0.0
+        noted: str | None = None  # the reason the note in the home gives
         while True:
             if self.seed_file is not None:
                 try:
@@ -170,13 +177,16 @@ class TokenRefresher:
                 pause = next_pause(pause, self.shortest_pause)
                 if not self.failing:
                     self.log.warning("lakehub: could not renew the Rucio token (%s); retrying", exc)
-                    await asyncio.to_thread(self._notice, f"The last attempt said: {exc}.")
+                said = f"The last attempt said: {exc}."
+                if said != noted:  # logged once; the note follows the latest reason
+                    await asyncio.to_thread(self._notice, said)
+                    noted = said
                 self.failing = True
                 continue
             if self.failing:
                 self.log.info("lakehub: the Rucio token is renewed again")
                 await asyncio.to_thread(self._notice, None)
-            self.failing, pause = False, 0.0
+            self.failing, pause, noted = False, 0.0, None
 
 
 def from_environment(log: logging.Logger) -> TokenRefresher | None:

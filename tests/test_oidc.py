@@ -1,0 +1,183 @@
+"""OIDC sites end to end with a real identity provider.
+
+Real, all on 127.0.0.1: Keycloak 26 (login, refresh tokens, RFC 8693 standard token
+exchange), JupyterHub with configurable-http-proxy and GenericOAuthenticator carrying
+lakehub's ``refresh_user_hook``, the token service (``hub_services.issuer --source
+token_exchange``) as a hub-managed service, and the session's refresher
+(``lakehub.tokens``).  Not here: Kubernetes (``tests/test_k8s.py`` covers the Secrets)
+and a Rucio server; the exchanged tokens are checked by Keycloak's introspection as the
+``rucio`` client, which is what a resource server trusting this realm relies on.
+Access tokens live 20 s here, so several lifetimes fit in a minute.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from benchmarks.keycloak import Keycloak, claims, log_in
+from benchmarks.minihub import MiniHub
+from hub_config import values as hv
+from hub_config.site import load_site
+from lakehub.tokens import NOTICE, TokenRefresher
+from localstack.harness import free_ports
+
+pytestmark = [pytest.mark.tokens, pytest.mark.oidc, pytest.mark.timeout(900)]
+
+LIFESPAN = 20  # seconds an access token lives
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def oidc():
+    hub = MiniHub()
+    kc = Keycloak(
+        redirect_uri=f"{hub.url}/hub/oauth_callback", access_token_lifespan=LIFESPAN
+    ).start()
+    (port,) = free_ports(1)
+    hub.services = [
+        {
+            "name": "lakehub-issuer",
+            "url": f"http://127.0.0.1:{port}",
+            "command": [
+                sys.executable,
+                "-m",
+                "hub_services.issuer",
+                f"--listen=127.0.0.1:{port}",
+                "--source=token_exchange",
+                f"--exchange-token-url={kc.endpoint('token')}",
+                f"--exchange-client-id={kc.client_id}",
+            ],
+            "environment": {"OAUTH_CLIENT_SECRET": kc.client_secret},
+        }
+    ]
+    # the roles the chart gives an OIDC site: users reach the token service, the service
+    # reads users' auth state
+    roles = hv.token_service_role(load_site(REPO / "examples" / "site.cluster.yaml"))
+    hub.roles = [
+        {"name": "user", "scopes": ["self", hv.TOKEN_ACCESS]},
+        *({"name": name, **role} for name, role in roles.items()),
+    ]
+    hub.login = {
+        "authenticator_class": "generic-oauth",
+        "generic_oauth": {
+            "client_id": kc.client_id,
+            "client_secret": kc.client_secret,
+            "authorize_url": kc.endpoint("auth"),
+            "token_url": kc.endpoint("token"),
+            "userdata_url": kc.endpoint("userinfo"),
+            "username_claim": "preferred_username",
+            "scope": ["openid", "profile", "email"],
+            "oauth_callback_url": f"{hub.url}/hub/oauth_callback",
+            "auth_refresh_age": 5,
+        },
+        "lakehub_refresh_ahead": True,
+    }
+    try:
+        hub.start()
+        yield hub, kc
+    finally:
+        hub.stop()
+        kc.stop()
+
+
+def session_token(hub: MiniHub, user: str) -> str:
+    """What the student's server holds: a hub token that may call the token service."""
+    with hub.admin() as api:
+        r = api.post(f"/users/{user}/tokens", json={"scopes": [hv.TOKEN_ACCESS]})
+        r.raise_for_status()
+        return r.json()["token"]
+
+
+def access_token(hub: MiniHub, user: str) -> str:
+    with hub.admin() as api:
+        return api.get(f"/users/{user}").json()["auth_state"]["access_token"]
+
+
+async def until(check, limit_s: float, what: str) -> None:
+    deadline = time.monotonic() + limit_s
+    while not await asyncio.to_thread(check):
+        assert time.monotonic() < deadline, f"not within {limit_s:.0f} s: {what}"
+        await asyncio.sleep(0.5)
+
+
+async def test_a_session_keeps_a_valid_rucio_token_over_several_access_token_lifetimes(
+    oidc, tmp_path
+):
+    hub, kc = oidc
+    log_in(hub.url, kc)
+    first_access = access_token(hub, kc.username)
+    token_file = tmp_path / "rucio-token"
+    refresher = TokenRefresher(
+        token_file,
+        f"{hub.url}/services/lakehub-issuer",
+        session_token(hub, kc.username),
+        tmp_path,
+        logging.getLogger("test"),
+        shortest_pause=1,
+    )
+    task = asyncio.ensure_future(refresher.run())
+    seen: dict[str, dict] = {}
+    try:
+        await until(token_file.exists, 60, "the first Rucio token")
+        started = time.time()
+        while time.time() - started < 3 * LIFESPAN:  # three access-token lifetimes
+            token = token_file.read_text()
+            if token not in seen:
+                seen[token] = claims(token)
+            info = await asyncio.to_thread(kc.introspect, token)
+            # at every moment the session's token is one Rucio would accept
+            assert info["active"] is True, (time.time() - started, info)
+            assert "rucio" in ([info["aud"]] if isinstance(info["aud"], str) else info["aud"])
+            assert info["preferred_username"] == kc.username
+            assert not (tmp_path / NOTICE).exists()
+            await asyncio.sleep(1)
+    finally:
+        task.cancel()
+    # renewed again and again, each token issued for the rucio audience by exchange
+    assert len(seen) >= 3, len(seen)
+    assert all(c["azp"] == kc.client_id and c["iss"] == kc.issuer for c in seen.values())
+    # the hub refreshed the login with the refresh token: the first access token is long
+    # expired, the one it holds now is another
+    assert claims(first_access)["exp"] < time.time()
+    assert access_token(hub, kc.username) != first_access
+
+
+async def test_a_revoked_login_is_reported_once_and_recovers_after_logging_in_again(
+    oidc, tmp_path, caplog
+):
+    hub, kc = oidc
+    log_in(hub.url, kc)
+    token_file = tmp_path / "rucio-token"
+    refresher = TokenRefresher(
+        token_file,
+        f"{hub.url}/services/lakehub-issuer",
+        session_token(hub, kc.username),
+        tmp_path,
+        logging.getLogger("lakehub-test-refresher"),
+        shortest_pause=1,
+    )
+    notice = tmp_path / NOTICE
+    task = asyncio.ensure_future(refresher.run())
+    try:
+        await until(token_file.exists, 60, "the first Rucio token")
+        kc.end_sessions()  # the provider ends the student's login: refresh tokens die
+        # once the hub has tried the refresh token, the note says what to do
+        await until(
+            lambda: notice.exists() and "log out of the hub and in again" in notice.read_text(),
+            3 * LIFESPAN,
+            "the notice in the home asking to log in again",
+        )
+        warnings = [r for r in caplog.records if r.name == "lakehub-test-refresher"]
+        assert len(warnings) == 1  # said once, while it keeps retrying
+        log_in(hub.url, kc)  # the student logs in again; the session recovers by itself
+        await until(lambda: not notice.exists(), 3 * LIFESPAN, "the notice to go away")
+        info = await asyncio.to_thread(kc.introspect, token_file.read_text())
+        assert info["active"] is True
+    finally:
+        task.cancel()
