@@ -12,6 +12,7 @@ import base64
 import json
 import os
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,3 +112,19 @@ class MiniHub:
     def stop(self) -> None:
         procs.stop("hub", self.folder)  # its process group: the proxy and services too
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def token_service(port: int, args: list[str], environment: dict[str, str]) -> dict:
+    """The hub-managed ``lakehub-issuer`` service (hub_services.issuer) on ``port``."""
+    return {
+        "name": "lakehub-issuer",
+        "url": f"http://127.0.0.1:{port}",
+        "command": [
+            sys.executable,
+            "-m",
+            "hub_services.issuer",
+            f"--listen=127.0.0.1:{port}",
+            *args,
+        ],
+        "environment": environment,
+    }

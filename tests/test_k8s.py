@@ -626,7 +626,7 @@ async def test_the_token_service_renews_a_running_users_token_and_secret_and_onl
     """
     from oauthenticator.generic import GenericOAuthenticator
 
-    from benchmarks.minihub import MiniHub
+    from benchmarks.minihub import MiniHub, token_service
     from hub_config import values as hv
     from hub_config.site import load_site
     from lakehub.tokens import TokenRefresher, adopt_seed, token_times
@@ -667,22 +667,8 @@ async def test_the_token_service_renews_a_running_users_token_and_secret_and_onl
         ]
         environment = {}
         roles = hv.token_service_role(load_site(REPO / "examples/site.cluster-native.yaml"))
-    hub.services = [
-        {
-            "name": "lakehub-issuer",
-            "url": f"http://127.0.0.1:{port}",
-            "command": [
-                sys.executable,
-                "-m",
-                "hub_services.issuer",
-                f"--listen=127.0.0.1:{port}",
-                *args,
-                f"--renew-secrets-in={namespace}",
-                f"--kubeconfig={kubeconfig}",
-            ],
-            "environment": environment,
-        }
-    ]
+    args += [f"--renew-secrets-in={namespace}", f"--kubeconfig={kubeconfig}"]
+    hub.services = [token_service(port, args, environment)]
     hub.roles = [
         {"name": "user", "scopes": ["self", hv.TOKEN_ACCESS]},
         *({"name": name, **role} for name, role in roles.items()),

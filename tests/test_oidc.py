@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from benchmarks.keycloak import Keycloak, claims, log_in
-from benchmarks.minihub import MiniHub
+from benchmarks.minihub import MiniHub, token_service
 from hub_config import values as hv
 from hub_config.site import load_site
 from lakehub.tokens import NOTICE, TokenRefresher
@@ -40,22 +39,12 @@ def oidc():
         redirect_uri=f"{hub.url}/hub/oauth_callback", access_token_lifespan=LIFESPAN
     ).start()
     (port,) = free_ports(1)
-    hub.services = [
-        {
-            "name": "lakehub-issuer",
-            "url": f"http://127.0.0.1:{port}",
-            "command": [
-                sys.executable,
-                "-m",
-                "hub_services.issuer",
-                f"--listen=127.0.0.1:{port}",
-                "--source=token_exchange",
-                f"--exchange-token-url={kc.endpoint('token')}",
-                f"--exchange-client-id={kc.client_id}",
-            ],
-            "environment": {"OAUTH_CLIENT_SECRET": kc.client_secret},
-        }
+    args = [
+        "--source=token_exchange",
+        f"--exchange-token-url={kc.endpoint('token')}",
+        f"--exchange-client-id={kc.client_id}",
     ]
+    hub.services = [token_service(port, args, {"OAUTH_CLIENT_SECRET": kc.client_secret})]
     # the roles the chart gives an OIDC site: users reach the token service, the service
     # reads users' auth state
     roles = hv.token_service_role(load_site(REPO / "examples" / "site.cluster.yaml"))
@@ -94,6 +83,18 @@ def session_token(hub: MiniHub, user: str) -> str:
         return r.json()["token"]
 
 
+def session_refresher(hub: MiniHub, kc: Keycloak, token_file: Path, logger: str):
+    """The refresher a student's server runs (lakehub.tokens), home = the file's folder."""
+    return TokenRefresher(
+        token_file,
+        f"{hub.url}/services/lakehub-issuer",
+        session_token(hub, kc.username),
+        token_file.parent,
+        logging.getLogger(logger),
+        shortest_pause=1,
+    )
+
+
 def access_token(hub: MiniHub, user: str) -> str:
     with hub.admin() as api:
         return api.get(f"/users/{user}").json()["auth_state"]["access_token"]
@@ -113,14 +114,7 @@ async def test_a_session_keeps_a_valid_rucio_token_over_several_access_token_lif
     log_in(hub.url, kc)
     first_access = access_token(hub, kc.username)
     token_file = tmp_path / "rucio-token"
-    refresher = TokenRefresher(
-        token_file,
-        f"{hub.url}/services/lakehub-issuer",
-        session_token(hub, kc.username),
-        tmp_path,
-        logging.getLogger("test"),
-        shortest_pause=1,
-    )
+    refresher = session_refresher(hub, kc, token_file, "test")
     task = asyncio.ensure_future(refresher.run())
     seen: dict[str, dict] = {}
     try:
@@ -154,14 +148,7 @@ async def test_a_revoked_login_is_reported_once_and_recovers_after_logging_in_ag
     hub, kc = oidc
     log_in(hub.url, kc)
     token_file = tmp_path / "rucio-token"
-    refresher = TokenRefresher(
-        token_file,
-        f"{hub.url}/services/lakehub-issuer",
-        session_token(hub, kc.username),
-        tmp_path,
-        logging.getLogger("lakehub-test-refresher"),
-        shortest_pause=1,
-    )
+    refresher = session_refresher(hub, kc, token_file, "lakehub-test-refresher")
     notice = tmp_path / NOTICE
     task = asyncio.ensure_future(refresher.run())
     try:
