@@ -57,6 +57,8 @@ ENV_CACHE_MOUNT = "LAKEHUB_CACHE_MOUNT"  # where pods see the cache (read-only)
 ENV_CACHE_PFN_PREFIX = "LAKEHUB_CACHE_PFN_PREFIX"  # the cache RSE's path prefix
 # the token service as pods reach it (hub_services.issuer); unset: tokens are not renewed
 ENV_TOKEN_SERVICE_URL = "LAKEHUB_TOKEN_URL"  # noqa: S105 (a name, not a secret)
+# the Dask Gateway's API as the hub reaches it; set: a user's clusters stop with the server
+ENV_DASK_API_URL = "LAKEHUB_DASK_API_URL"
 # token_exchange
 ENV_EXCHANGE_AUDIENCE = "LAKEHUB_EXCHANGE_AUDIENCE"  # rucio
 ENV_EXCHANGE_SCOPE = "LAKEHUB_EXCHANGE_SCOPE"  # "openid profile"; empty: send no scope
@@ -104,6 +106,18 @@ def replica_mode(site: Site, environ: Mapping[str, str]) -> ReplicaMode | None:
     )
 
 
+def on_stop(environ: Mapping[str, str]) -> tuple:
+    """Post-stop steps besides removing the session Secrets: stopping the user's Dask
+    clusters when the chart runs a gateway (``LAKEHUB_DASK_API_URL``)."""
+    url = environ.get(ENV_DASK_API_URL)
+    if not url:
+        return ()
+    from hub_services.dask_gateway.config import ACCESS
+    from spawner_hooks.dask import ClusterStopper
+
+    return (ClusterStopper(url, ACCESS).post_stop,)
+
+
 def make_session(site: Site, environ: Mapping[str, str] | None = None) -> KubeSession:
     """The hooks for this site (pure apart from reading the hub_issuer's key file)."""
     environ = os.environ if environ is None else environ
@@ -133,7 +147,7 @@ def make_session(site: Site, environ: Mapping[str, str] | None = None) -> KubeSe
             cache_url=cache_url,
             token_service_url=token_service_url,
         )
-        return KubeSession(hooks, delivery)
+        return KubeSession(hooks, delivery, on_stop(environ))
 
     # hub_issuer: the same hooks as local mode, with the Secret delivery
     from spawner_hooks.rucio import AdminCredentials
@@ -167,7 +181,7 @@ def make_session(site: Site, environ: Mapping[str, str] | None = None) -> KubeSe
         cache_quota_bytes=int(site.cache.quota_gb * 1e9),
         token_url=token_service_url,
     )
-    return KubeSession(hooks, delivery)
+    return KubeSession(hooks, delivery, on_stop(environ))
 
 
 def configure(c, site: Site | None = None, environ: Mapping[str, str] | None = None):

@@ -281,6 +281,10 @@ def hub_values(site: Site, site_data: Mapping) -> dict:
         "LAKEHUB_CACHE_PFN_PREFIX": DEFAULT_CACHE_MOUNT,  # the cache pod mounts it there too
         "LAKEHUB_TOKEN_URL": token_service_url(),
     }
+    if site.dask.enabled:  # the hub stops a user's clusters with their server
+        env["LAKEHUB_DASK_API_URL"] = (
+            f"http://{DASK_TRAEFIK}.{k8s.namespace}:80{dask_config.PREFIX}"
+        )
     volumes: list[dict] = [{"name": "lakehub-site", "configMap": {"name": SITE_CONFIGMAP}}]
     mounts: list[dict] = [
         {"name": "lakehub-site", "mountPath": SITE_MOUNT, "subPath": SITE_KEY, "readOnly": True}

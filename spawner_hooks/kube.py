@@ -650,11 +650,18 @@ class KubeSession:
     and gives KubeSpawner its three hooks as plain functions (traitlets deep-copies
     config values; a function is copied by reference, a bound method is not)."""
 
-    def __init__(self, hooks: LakehubHooks | TokenExchangeHooks, delivery: KubeSecretDelivery):
+    def __init__(
+        self,
+        hooks: LakehubHooks | TokenExchangeHooks,
+        delivery: KubeSecretDelivery,
+        also_on_stop: tuple = (),
+    ):
         if hooks.delivery is not delivery:
             raise ValueError("the hooks must deliver through this KubeSecretDelivery")
         self.hooks = hooks
         self.delivery = delivery
+        # more post-stop steps, e.g. spawner_hooks.dask.ClusterStopper.post_stop
+        self.also_on_stop = also_on_stop
 
     async def pre_spawn(self, spawner) -> None:
         await self.hooks.pre_spawn(spawner)
@@ -667,6 +674,8 @@ class KubeSession:
             await self.delivery.remove(spawner)
         except DeliveryFailed as exc:
             log.error("lakehub: %s", exc)
+        for step in self.also_on_stop:
+            await step(spawner)
 
     def hook_functions(self) -> dict:
         async def lakehub_pre_spawn_hook(spawner) -> None:

@@ -117,6 +117,17 @@ def test_configure_installs_the_three_hooks_from_the_site_file(tmp_path):
     oidc = configure(c, environ={"LAKEHUB_SITE": str(REPO / "examples/site.cluster.yaml")})
     assert isinstance(oidc.hooks, TokenExchangeHooks)  # an OIDC site exchanges tokens
     assert oidc.hooks.exchange.audience == "rucio"
+    assert oidc.also_on_stop == ()  # no gateway named: nothing else at stop
+    # the chart's hub environment of a site with Dask: the user's clusters stop with the
+    # server (spawner_hooks.dask, tested against a real gateway in tests/test_dask.py)
+    from hub_config import values as hv
+
+    env = hv.values_for_file(REPO / "examples/site.cluster.yaml")["jupyterhub"]["hub"]["extraEnv"]
+    hub_env = {k: v for k, v in env.items() if isinstance(v, str)}
+    hub_env["LAKEHUB_SITE"] = str(REPO / "examples/site.cluster.yaml")
+    with_dask = configure(Config(), environ=hub_env)
+    (step,) = with_dask.also_on_stop
+    assert step.__self__.api_url == env["LAKEHUB_DASK_API_URL"].rstrip("/")
     for hook in ("pre_spawn_hook", "modify_pod_hook", "post_stop_hook"):
         assert callable(c.KubeSpawner[hook]), hook
 
