@@ -323,11 +323,20 @@ class KubeSecretDelivery:
             return
         manifest = self.user_token_manifest(spawner, bundle)
         name = manifest["metadata"]["name"]
-        try:
-            await self._delete(spawner, name)
+
+        async def create() -> None:
             await self._call(
                 spawner.api.create_namespaced_secret, namespace=spawner.namespace, body=manifest
             )
+
+        try:
+            try:
+                await create()
+            except Exception as exc:
+                if _status(exc) != 409:  # already there (another server of the user)
+                    raise
+                await self._delete(spawner, name)
+                await create()
         except Exception as exc:
             log.warning("lakehub: Secret %s for %s: %s", name, spawner.user.name, _describe(exc))
 
