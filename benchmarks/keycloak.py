@@ -151,11 +151,16 @@ class Keycloak:
         r.raise_for_status()
         return r.json()
 
+    def user_id(self) -> str:
+        """The student's ``sub`` in this realm's tokens."""
+        with self.admin() as api:
+            (user,) = api.get(f"/{REALM}/users", params={"username": self.username}).json()
+            return user["id"]
+
     def end_sessions(self) -> None:
         """Log the student out everywhere: their refresh tokens stop working."""
         with self.admin() as api:
-            (user,) = api.get(f"/{REALM}/users", params={"username": self.username}).json()
-            api.post(f"/{REALM}/users/{user['id']}/logout").raise_for_status()
+            api.post(f"/{REALM}/users/{self.user_id()}/logout").raise_for_status()
 
     def stop(self) -> None:
         procs.stop("keycloak", self.folder, timeout=30)

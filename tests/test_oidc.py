@@ -4,16 +4,17 @@ Real, all on 127.0.0.1: Keycloak 26 (login, refresh tokens, RFC 8693 standard to
 exchange), JupyterHub with configurable-http-proxy and GenericOAuthenticator carrying
 lakehub's ``refresh_user_hook``, the token service (``hub_services.issuer --source
 token_exchange``) as a hub-managed service, and the session's refresher
-(``lakehub.tokens``).  Not here: Kubernetes (``tests/test_k8s.py`` covers the Secrets)
-and a Rucio server; the exchanged tokens are checked by Keycloak's introspection as the
-``rucio`` client, which is what a resource server trusting this realm relies on.
-Access tokens live 20 s here, so several lifetimes fit in a minute.
+(``lakehub.tokens``), and a Rucio server trusting the realm (``[oidc] idpsecrets``) with
+the student's account bound to their Keycloak identity.  Not here: Kubernetes
+(``tests/test_k8s.py`` covers the Secrets).  Access tokens live 20 s here, so several
+lifetimes fit in a minute.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from pathlib import Path
 
@@ -22,9 +23,14 @@ import pytest
 from benchmarks.keycloak import Keycloak, claims, log_in
 from benchmarks.minihub import MiniHub, token_service
 from hub_config import values as hv
-from hub_config.site import load_site
+from hub_config.site import RucioInstance, load_site
 from lakehub.tokens import NOTICE, TokenRefresher
+from localstack import rucio_server
 from localstack.harness import free_ports
+from localstack.paths import StackPaths, venv_bin
+from spawner_hooks.rucio import AdminCredentials, RucioAccounts
+from spawner_hooks.session import rucio_cfg
+from spawner_hooks.tokens import oidc_identity
 
 pytestmark = [pytest.mark.tokens, pytest.mark.oidc, pytest.mark.timeout(900)]
 
@@ -75,6 +81,59 @@ def oidc():
         kc.stop()
 
 
+@pytest.fixture(scope="module")
+def rucio(oidc, tmp_path_factory):
+    """A real Rucio server (SQLite) trusting the Keycloak realm; the student's account is
+    bound to the identity ``SUB=<Keycloak user id>, ISS=<realm>``."""
+    _, kc = oidc
+    paths = StackPaths(tmp_path_factory.mktemp("rucio"))
+    rucio_server.configure(paths, kc.issuer)
+    rucio_server.init_database(paths)
+    (port,) = free_ports(1)
+    rucio_server.start(paths, port)
+    try:
+        instance = RucioInstance(name="lake", rucio_host=f"http://127.0.0.1:{port}")
+        admin = AdminCredentials("root", "root", paths.rucio_root_password)
+        accounts = RucioAccounts(instance, admin, kc.issuer)
+        try:
+            identity = oidc_identity(kc.user_id(), kc.issuer)
+            asyncio.run(accounts.ensure_account(kc.username, identity, "student@example.org"))
+        finally:
+            accounts.close()
+        yield instance
+    finally:
+        rucio_server.stop(paths)
+
+
+def rucio_whoami(instance: RucioInstance, account: str, token_file: Path) -> str:
+    """The ``rucio`` command as a session runs it (a process of its own, the analysis
+    environment, the token file named by BEARER_TOKEN_FILE); its output."""
+    import os
+    import subprocess
+
+    config = token_file.parent / "rucio.cfg"
+    config.write_text(rucio_cfg(instance, account))
+    tmp = token_file.parent / "tmp"
+    tmp.mkdir(exist_ok=True)
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(token_file.parent),
+        "TMPDIR": str(tmp),
+        "RUCIO_CONFIG": str(config),
+        "BEARER_TOKEN_FILE": str(token_file),
+    }
+    done = subprocess.run(
+        [str(venv_bin("analysis", "rucio")), "whoami"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-1000:]
+    return done.stdout
+
+
 def session_token(hub: MiniHub, user: str) -> str:
     """What the student's server holds: a hub token that may call the token service."""
     with hub.admin() as api:
@@ -108,7 +167,7 @@ async def until(check, limit_s: float, what: str) -> None:
 
 
 async def test_a_session_keeps_a_valid_rucio_token_over_several_access_token_lifetimes(
-    oidc, tmp_path
+    oidc, rucio, tmp_path
 ):
     hub, kc = oidc
     log_in(hub.url, kc)
@@ -117,6 +176,7 @@ async def test_a_session_keeps_a_valid_rucio_token_over_several_access_token_lif
     refresher = session_refresher(hub, kc, token_file, "test")
     task = asyncio.ensure_future(refresher.run())
     seen: dict[str, dict] = {}
+    whoami = 0
     try:
         await until(token_file.exists, 60, "the first Rucio token")
         started = time.time()
@@ -130,11 +190,16 @@ async def test_a_session_keeps_a_valid_rucio_token_over_several_access_token_lif
             assert "rucio" in ([info["aud"]] if isinstance(info["aud"], str) else info["aud"])
             assert info["preferred_username"] == kc.username
             assert not (tmp_path / NOTICE).exists()
+            # and Rucio accepts it: the student's own account, no password anywhere
+            out = await asyncio.to_thread(rucio_whoami, rucio, kc.username, token_file)
+            assert re.search(rf"^account\s*:\s*{kc.username}$", out, re.M), out
+            whoami += 1
             await asyncio.sleep(1)
     finally:
         task.cancel()
     # renewed again and again, each token issued for the rucio audience by exchange
     assert len(seen) >= 3, len(seen)
+    assert whoami >= 10  # Rucio calls spread over the three lifetimes, none refused
     assert all(c["azp"] == kc.client_id and c["iss"] == kc.issuer for c in seen.values())
     # the hub refreshed the login with the refresh token: the first access token is long
     # expired, the one it holds now is another
