@@ -85,14 +85,18 @@ class Keycloak:
             log_path=self.log,
             env=env,
         )
-        procs.wait_until(
-            procs.http_ok(f"{self.base}/realms/master/.well-known/openid-configuration"),
-            timeout=timeout,
-            what="Keycloak",
-            alive=lambda: procs.running("keycloak", self.folder) is not None,
-            log_path=self.log,
-        )
-        self._create_realm()
+        try:
+            procs.wait_until(
+                procs.http_ok(f"{self.base}/realms/master/.well-known/openid-configuration"),
+                timeout=timeout,
+                what="Keycloak",
+                alive=lambda: procs.running("keycloak", self.folder) is not None,
+                log_path=self.log,
+            )
+            self._create_realm()
+        except BaseException:
+            self.stop()  # nothing is left running when the start fails
+            raise
         return self
 
     @property

@@ -79,13 +79,17 @@ class MiniHub:
             env=env,
             cwd=self.folder,
         )
-        procs.wait_until(
-            procs.http_ok(f"{self.url}/hub/api/", lambda r: r.status_code == 200),
-            timeout=timeout,
-            what="JupyterHub",
-            alive=lambda: procs.running("hub", self.folder) is not None,
-            log_path=self.log,
-        )
+        try:
+            procs.wait_until(
+                procs.http_ok(f"{self.url}/hub/api/", lambda r: r.status_code == 200),
+                timeout=timeout,
+                what="JupyterHub",
+                alive=lambda: procs.running("hub", self.folder) is not None,
+                log_path=self.log,
+            )
+        except BaseException:
+            self.stop()  # nothing is left running when the start fails
+            raise
         return self
 
     @property

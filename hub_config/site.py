@@ -40,10 +40,12 @@ _IDENTIFIER = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 class SiteError(ValueError):
     """A site file that cannot be used; ``str()`` is a readable, multi-line message."""
 
+    where = "in the site file"
+
     def __init__(self, source: str, problems: list[str]):
         self.source = source
         self.problems = problems
-        lines = [f"{source}: {len(problems)} problem(s) in the site file"]
+        lines = [f"{source}: {len(problems)} problem(s) {self.where}"]
         lines += [f"  - {p}" for p in problems]
         super().__init__("\n".join(lines))
 

@@ -107,15 +107,10 @@ HEADER = """\
 """
 
 
-class ValuesError(ValueError):
+class ValuesError(SiteError):
     """A valid site that cannot be deployed on Kubernetes as it is; names the field."""
 
-    def __init__(self, source: str, problems: list[str]):
-        self.source = source
-        self.problems = problems
-        lines = [f"{source}: {len(problems)} problem(s) for a Kubernetes deployment"]
-        lines += [f"  - {p}" for p in problems]
-        super().__init__("\n".join(lines))
+    where = "for a Kubernetes deployment"
 
 
 # --------------------------------------------------------------------------- small pieces
@@ -764,7 +759,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         site, data = load(args.site)
         values = render_values(site, data, str(args.site))
-    except (SiteError, ValuesError) as exc:
+    except SiteError as exc:  # ValuesError included
         print(exc, file=sys.stderr)
         return 1
     assert site.kubernetes is not None

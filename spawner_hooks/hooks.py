@@ -46,6 +46,39 @@ class SessionBundle:
     problems: list[str] = field(default_factory=list)
 
 
+def assemble_bundle(
+    site: Site,
+    paths: session.SessionPaths,
+    account: str,
+    token: str | None,
+    expires: int | None,
+    problems: list[str],
+    *,
+    cache: session.ReplicaMode | None = None,
+    cache_url: str | None = None,
+    token_url: str | None = None,
+    dask: session.DaskGateway | None = None,
+) -> SessionBundle:
+    """The bundle from its parts, with the shared builders (pure); both token sources
+    (the hub's issuer, the OIDC exchange) end here."""
+    return SessionBundle(
+        account=account,
+        token=token,
+        token_expires=expires,
+        files=session.session_files(
+            paths, site.rucio.instances, site.rucio.default, account, problems, expires, cache
+        ),
+        env=session.session_env(
+            paths,
+            cache_url=cache_url,
+            token_url=token_url,
+            courses=[(c.name, c.target) for c in site.courses],
+            dask=dask,
+        ),
+        problems=problems,
+    )
+
+
 class DeliveryFailed(RuntimeError):
     pass
 
@@ -159,22 +192,17 @@ class LakehubHooks:
         now = int(self.clock())
         token = await asyncio.to_thread(self.issuer.mint, username, now)
         expires = now + self.issuer.lifetime
-        files = session.session_files(
-            paths, self.site.rucio.instances, default, account, problems, expires, self.cache
-        )
-        return SessionBundle(
-            account=account,
-            token=token,
-            token_expires=expires,
-            files=files,
-            env=session.session_env(
-                paths,
-                cache_url=self.cache_url,
-                token_url=self.token_url,
-                courses=[(c.name, c.target) for c in self.site.courses],
-                dask=self.dask,
-            ),
-            problems=problems,
+        return assemble_bundle(
+            self.site,
+            paths,
+            account,
+            token,
+            expires,
+            problems,
+            cache=self.cache,
+            cache_url=self.cache_url,
+            token_url=self.token_url,
+            dask=self.dask,
         )
 
     async def pre_spawn(self, spawner) -> None:

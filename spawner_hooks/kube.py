@@ -45,7 +45,13 @@ from urllib.parse import quote
 
 from hub_config.site import Site
 from spawner_hooks import session
-from spawner_hooks.hooks import DeliveryFailed, LakehubHooks, SessionBundle, deliver
+from spawner_hooks.hooks import (
+    DeliveryFailed,
+    LakehubHooks,
+    SessionBundle,
+    assemble_bundle,
+    deliver,
+)
 from spawner_hooks.names import rucio_account
 
 log = logging.getLogger("JupyterHub").getChild("lakehub")
@@ -629,21 +635,16 @@ class TokenExchangeHooks:
         except TokenExchangeFailed as exc:
             log.warning("lakehub: Rucio token for %s: %s", username, exc)
             problems.append(f"Rucio token: {exc}")
-        files = session.session_files(
-            paths, self.site.rucio.instances, default, account, problems, expires, self.cache
-        )
-        return SessionBundle(
-            account=account,
-            token=token,
-            token_expires=expires,
-            files=files,
-            env=session.session_env(
-                paths,
-                cache_url=self.cache_url,
-                token_url=self.token_service_url,
-                courses=[(c.name, c.target) for c in self.site.courses],
-            ),
-            problems=problems,
+        return assemble_bundle(
+            self.site,
+            paths,
+            account,
+            token,
+            expires,
+            problems,
+            cache=self.cache,
+            cache_url=self.cache_url,
+            token_url=self.token_service_url,
         )
 
     async def pre_spawn(self, spawner) -> None:

@@ -17,11 +17,8 @@ from localstack.bootstrap import admin_client
 from localstack.harness import (
     cache_stats,
     make_dataset,
-    stack_folder,
-    start_stack,
-    stop_stack,
+    temporary_stack,
     unique_user,
-    write_site,
 )
 
 pytestmark = pytest.mark.cache
@@ -31,14 +28,8 @@ FILE = 100_000
 
 @pytest.fixture(scope="module")
 def small_stack():
-    folder = stack_folder()
-    site_file = write_site(folder, cache={"quota_gb": 5 * FILE / 1e9})
-    try:
-        yield start_stack(folder / "state", site_file)
-    finally:
-        stop_stack(folder / "state")
-        site_file.unlink(missing_ok=True)
-        folder.rmdir()
+    with temporary_stack(cache={"quota_gb": 5 * FILE / 1e9}) as stack:
+        yield stack
 
 
 def dataset(stack, label: str, n: int) -> tuple[str, list[str]]:

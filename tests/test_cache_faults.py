@@ -20,12 +20,9 @@ from lakehub.cache import CacheError, fetch
 from localstack.harness import (
     cache_stats,
     make_dataset,
-    stack_folder,
-    start_stack,
-    stop_stack,
+    temporary_stack,
     unique_user,
     user_tokens,
-    write_site,
 )
 from localstack.procs import wait_until
 
@@ -37,14 +34,8 @@ KILLS = 20
 
 @pytest.fixture(scope="module")
 def slow_stack():
-    folder = stack_folder()
-    site_file = write_site(folder, cache={"transfer_rate_limit_mbps": 16})  # 2 MB/s
-    try:
-        yield start_stack(folder / "state", site_file)
-    finally:
-        stop_stack(folder / "state")
-        site_file.unlink(missing_ok=True)
-        folder.rmdir()
+    with temporary_stack(cache={"transfer_rate_limit_mbps": 16}) as stack:  # 2 MB/s
+        yield stack
 
 
 def transfer_pids() -> list[int]:

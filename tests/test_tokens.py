@@ -16,11 +16,8 @@ import pytest
 from hub_config.local import TOKEN_ACCESS, issuer_url
 from localstack.harness import (
     KernelSession,
-    stack_folder,
-    start_stack,
-    stop_stack,
+    temporary_stack,
     unique_user,
-    write_site,
 )
 from spawner_hooks.names import rucio_account
 
@@ -31,14 +28,8 @@ LIFETIME = 60
 
 @pytest.fixture(scope="module")
 def short_tokens():
-    folder = stack_folder()
-    site_file = write_site(folder, tokens={"lifetime_seconds": LIFETIME})
-    try:
-        yield start_stack(folder / "state", site_file)
-    finally:
-        stop_stack(folder / "state")
-        site_file.unlink(missing_ok=True)
-        folder.rmdir()
+    with temporary_stack(tokens={"lifetime_seconds": LIFETIME}) as stack:
+        yield stack
 
 
 PROBE = r"""
