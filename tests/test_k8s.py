@@ -11,7 +11,7 @@ What is real:
   secrets, services: get/watch/list/create/delete; events: get/watch/list; no patch, no
   update), whose token comes from the TokenRequest API.  KubeSpawner talks to the
   apiserver with only that token.
-* KubeSpawner 7.0.0 itself (not ``_mock``): its reflectors, PVC and pod creation, its
+* KubeSpawner 7.1.0 itself (not ``_mock``): its reflectors, PVC and pod creation, its
   wait for the pod to run and its stop, with lakehub's hooks installed by
   ``hub_config.kubernetes.configure`` exactly as the z2jh hub runs it.  Around the
   spawner this test does what JupyterHub's ``User.spawn``/``User.stop`` do
