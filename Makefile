@@ -7,9 +7,10 @@ SITE ?= examples/site.local.yaml
 ARGS ?=
 LAKEHUB_HOME ?= $(CURDIR)/.lakehub
 export LAKEHUB_HOME
-# z2jh 4.4.0 values schema and defaults (data beside the repository, never copied in)
-LAKEHUB_Z2JH_REFERENCE ?= $(wildcard $(abspath $(CURDIR)/../shared/reference))
-export LAKEHUB_Z2JH_REFERENCE
+# where the chart repositories cannot be reached: a folder of the dependencies' archives
+# (jupyterhub-4.4.0.tgz, dask-gateway-2026.3.0.tgz), beside the repository, never copied in
+LAKEHUB_CHARTS ?= $(wildcard $(abspath $(CURDIR)/../shared/reference/charts))
+export LAKEHUB_CHARTS
 DEV_PY := $(LAKEHUB_HOME)/venvs/dev/bin/python
 
 .PHONY: help up down clean status test lint bench deps system-deps envs proxy check-site warm-cache push-notebooks course-status

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # lakehub on Kubernetes with the real helm CLI: what `make template|diff|deploy|undeploy` run.
 #
-# usage: helm/deploy.sh template|diff|deploy|undeploy
+# usage: helm/deploy.sh template|diff|deploy|undeploy|dependencies
 #
 # Settings (environment; the Makefile passes its variables through):
 #   SITE          the site file (required)
@@ -12,8 +12,12 @@
 #   TIMEOUT       helm --timeout for deploy/undeploy (default: 10m)
 #   PURGE=1       undeploy: also delete the users' volumes, the shared cache and the hub's
 #                 database volume
-#   LAKEHUB_HELM_OFFLINE=1  template/diff: never try to download the z2jh chart
+#   LAKEHUB_CHARTS  a folder of chart archives (jupyterhub-4.4.0.tgz, dask-gateway-2026.3.0.tgz)
+#                 to take the dependencies from where the chart repositories cannot be
+#                 reached; unset: `helm dependency build` downloads them
 #
+# `helm/deploy.sh dependencies` only puts the dependencies into helm/lakehub/charts/
+# (git-ignored); every other command does that first.
 # The rendered values are kept in $LAKEHUB_HOME/deploy/<release>/values.yaml. Progress
 # goes to stderr; `template` prints only manifests on stdout.
 set -euo pipefail
@@ -22,9 +26,9 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 command=${1:-}
 case "$command" in
-  template | diff | deploy | undeploy) ;;
+  template | diff | deploy | undeploy | dependencies) ;;
   *)
-    echo "usage: helm/deploy.sh template|diff|deploy|undeploy  (SITE=... required)" >&2
+    echo "usage: helm/deploy.sh template|diff|deploy|undeploy|dependencies  (SITE=... required)" >&2
     exit 2
     ;;
 esac
@@ -35,20 +39,64 @@ die() {
   exit 1
 }
 
+CHART=$top/helm/lakehub
+HELM=$(bash "$top/scripts/ensure-helm.sh")
+
+# --- the dependencies (z2jh and dask-gateway) ---------------------------------------------
+# name version, one line each, as helm/lakehub/Chart.yaml pins them
+dependencies() {
+  awk '
+    /^dependencies:/ { inside = 1; next }
+    inside && /^[^ #-]/ { inside = 0 }
+    inside && $1 == "-" && $2 == "name:" { name = $3 }
+    inside && $1 == "version:" { print name, $2 }
+  ' "$CHART/Chart.yaml"
+}
+
+# Put each dependency's archive into helm/lakehub/charts/: copied from $LAKEHUB_CHARTS when
+# set (atomically, only when it differs), else downloaded by `helm dependency build`.
+stage_dependencies() {
+  local name version archive want=()
+  mkdir -p "$CHART/charts"
+  if [ -z "${LAKEHUB_CHARTS:-}" ]; then
+    say "helm dependency build ($(dependencies | tr '\n' ' ')into helm/lakehub/charts/)"
+    timeout 300 "$HELM" dependency build "$CHART" >&2 ||
+      die "cannot download the chart dependencies; where the chart repositories cannot be" \
+        "reached, set LAKEHUB_CHARTS to a folder holding $(dependencies | awk '{printf "%s-%s.tgz ", $1, $2}')"
+    return
+  fi
+  [ -d "$LAKEHUB_CHARTS" ] || die "LAKEHUB_CHARTS=$LAKEHUB_CHARTS is not a folder"
+  while read -r name version; do
+    archive=$name-$version.tgz
+    want+=("$archive")
+    [ -f "$LAKEHUB_CHARTS/$archive" ] ||
+      die "LAKEHUB_CHARTS: $LAKEHUB_CHARTS/$archive is missing (helm/lakehub/Chart.yaml pins $name $version)"
+    if ! cmp -s "$LAKEHUB_CHARTS/$archive" "$CHART/charts/$archive"; then
+      cp "$LAKEHUB_CHARTS/$archive" "$CHART/charts/.$archive.tmp"
+      mv "$CHART/charts/.$archive.tmp" "$CHART/charts/$archive"
+      say "dependency $archive from $LAKEHUB_CHARTS"
+    fi
+  done < <(dependencies)
+  # archives of other versions would be rendered too: remove them
+  for archive in "$CHART"/charts/*.tgz; do
+    [ -e "$archive" ] || continue
+    printf '%s\n' "${want[@]}" | grep -qxF "$(basename "$archive")" || rm -f "$archive"
+  done
+}
+
+if [ "$command" = dependencies ]; then
+  stage_dependencies
+  exit 0
+fi
+
+# --- the site: namespace, values ------------------------------------------------------------
 [ -n "${SITE:-}" ] || die "set SITE to your site file, e.g. SITE=examples/site.cluster.yaml"
 [ -f "$SITE" ] || die "$SITE: the site file does not exist"
+RELEASE=${RELEASE:-lakehub}
+TIMEOUT=${TIMEOUT:-10m}
 LAKEHUB_HOME=${LAKEHUB_HOME:-$top/.lakehub}
 PY=${PY:-$LAKEHUB_HOME/venvs/dev/bin/python}
 [ -x "$PY" ] || die "$PY is missing; run 'make envs' first"
-RELEASE=${RELEASE:-lakehub}
-TIMEOUT=${TIMEOUT:-10m}
-CHART=$top/helm/lakehub
-Z2JH_VERSION=4.4.0
-DASK_GATEWAY_VERSION=2026.3.0  # the dask-gateway chart, as in helm/lakehub/Chart.yaml
-
-HELM=$(bash "$top/scripts/ensure-helm.sh")
-
-# --- the site: namespace, values ----------------------------------------------------------
 if [ -z "${NAMESPACE:-}" ]; then
   NAMESPACE=$("$PY" -m hub_config.values "$SITE" --print namespace) || exit 1
 fi
@@ -88,52 +136,14 @@ show_target() {
   fi
   say "cluster context: $context"
   say "namespace:       $NAMESPACE"
-  say "release:         $RELEASE (chart helm/lakehub, z2jh $Z2JH_VERSION)"
+  say "release:         $RELEASE (chart helm/lakehub with $(dependencies | tr '\n' ' '))"
   say "site file:       $SITE"
   say "helm:            $HELM ($("$HELM" version --template '{{.Version}}'))"
 }
 
-# --- the z2jh dependency --------------------------------------------------------------------
-have_dependency() {
-  compgen -G "$CHART/charts/jupyterhub-*.tgz" >/dev/null &&
-    compgen -G "$CHART/charts/dask-gateway-*.tgz" >/dev/null
-}
-
-build_dependency() {
-  say "helm dependency build (zero-to-jupyterhub $Z2JH_VERSION into helm/lakehub/charts/)"
-  "$HELM" dependency build "$CHART" >&2
-}
-
-# Renders need the dependency present; without it (offline) lakehub's own objects are
-# rendered from a copy whose stand-in jupyterhub chart is switched off by its condition.
-chart_for_render() {
-  only_lakehub=()
-  render_chart=$CHART
-  if have_dependency; then
-    return
-  fi
-  if [ "${LAKEHUB_HELM_OFFLINE:-0}" != 1 ] && timeout 180 "$HELM" dependency build "$CHART" >&2; then
-    return
-  fi
-  echo "warning: the zero-to-jupyterhub $Z2JH_VERSION chart is not available (offline?):" \
-    "showing lakehub's own objects only (jupyterhub.enabled=false)" >&2
-  render_chart=$work/chart/lakehub
-  rm -rf "$work/chart"
-  mkdir -p "$work/chart"
-  cp -r "$CHART" "$render_chart"
-  rm -rf "$render_chart/charts"
-  mkdir -p "$render_chart/charts/jupyterhub"
-  printf 'apiVersion: v2\nname: jupyterhub\nversion: %s\ndescription: stand-in, switched off\n' \
-    "$Z2JH_VERSION" >"$render_chart/charts/jupyterhub/Chart.yaml"
-  mkdir -p "$render_chart/charts/dask-gateway"
-  printf 'apiVersion: v2\nname: dask-gateway\nversion: %s\ndescription: stand-in, switched off\n' \
-    "$DASK_GATEWAY_VERSION" >"$render_chart/charts/dask-gateway/Chart.yaml"
-  only_lakehub=(--set jupyterhub.enabled=false --set dask-gateway.enabled=false)
-}
-
 lint() {
   say "helm lint --strict"
-  "$HELM" lint --strict "$1" "${values_args[@]}" "${only_lakehub[@]}" >&2 ||
+  "$HELM" lint --strict "$CHART" "${values_args[@]}" >&2 ||
     die "helm lint found problems (above)"
 }
 
@@ -155,8 +165,8 @@ drop_secrets() {
 rendered_diff() {
   local current=$work/current.yaml new=$work/new.yaml
   "$HELM" get manifest "$RELEASE" "${kube_args[@]}" 2>/dev/null | drop_secrets >"$current" || true
-  "$HELM" template "$RELEASE" "$render_chart" "${kube_args[@]}" "${values_args[@]}" \
-    "${only_lakehub[@]}" --no-hooks --dry-run=server | drop_secrets >"$new"
+  "$HELM" template "$RELEASE" "$CHART" "${kube_args[@]}" "${values_args[@]}" \
+    --no-hooks --dry-run=server | drop_secrets >"$new"
   if [ ! -s "$current" ]; then
     say "release $RELEASE is not installed in $NAMESPACE: everything below is new"
   fi
@@ -170,8 +180,8 @@ rendered_diff() {
 show_diff() {
   if "$HELM" plugin list 2>/dev/null | awk 'NR > 1 {print $1}' | grep -qx diff; then
     say "helm diff upgrade"
-    "$HELM" diff upgrade "$RELEASE" "$render_chart" "${kube_args[@]}" "${values_args[@]}" \
-      "${only_lakehub[@]}" --install --allow-unsafe --context 3 >&2
+    "$HELM" diff upgrade "$RELEASE" "$CHART" "${kube_args[@]}" "${values_args[@]}" \
+      --install --allow-unsafe --context 3 >&2
   else
     say "the helm-diff plugin is not installed: comparing rendered manifests with 'helm get manifest'"
     rendered_diff
@@ -196,25 +206,22 @@ check_secrets() {
 case "$command" in
   template)
     render_values
-    chart_for_render
-    lint "$render_chart"
-    "$HELM" template "$RELEASE" "$render_chart" --namespace "$NAMESPACE" "${values_args[@]}" \
-      "${only_lakehub[@]}"
+    stage_dependencies
+    lint
+    "$HELM" template "$RELEASE" "$CHART" --namespace "$NAMESPACE" "${values_args[@]}"
     ;;
   diff)
     show_target
     render_values
-    chart_for_render
+    stage_dependencies
     show_diff
     ;;
   deploy)
     show_target
     started=$(date +%s)
     render_values
-    only_lakehub=()
-    render_chart=$CHART
-    build_dependency || die "cannot fetch the zero-to-jupyterhub chart; check access to https://hub.jupyter.org/helm-chart/"
-    lint "$CHART"
+    stage_dependencies
+    lint
     check_secrets
     show_diff
     say "helm upgrade --install $RELEASE --wait --atomic --timeout $TIMEOUT"

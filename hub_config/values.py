@@ -459,7 +459,6 @@ def jupyterhub_values(site: Site, site_data: Mapping) -> dict:
     k8s = site.kubernetes
     assert k8s is not None
     return {
-        "enabled": True,
         "hub": {
             **hub_values(site, site_data),
             # the hub's database (users, approvals, auth state) outlives `make undeploy`

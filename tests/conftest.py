@@ -1,14 +1,11 @@
 from __future__ import annotations
 
-import json
 import os
-import shutil
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from localstack.harness import temporary_stack
 
@@ -36,12 +33,6 @@ def local_stack():
 # --- helm and the staged chart (tests/test_chart.py, tests/test_k8s.py) -----------------
 
 
-def dependency_version(name: str) -> str:
-    """The version helm/lakehub/Chart.yaml pins for one of its dependencies."""
-    chart = yaml.safe_load((CHART / "Chart.yaml").read_text(encoding="utf-8"))
-    return next(d["version"] for d in chart["dependencies"] if d["name"] == name)
-
-
 @pytest.fixture(scope="session")
 def helm(tmp_path_factory) -> list[str]:
     """The helm command, with its own config/cache folders (the user's stay untouched)."""
@@ -63,33 +54,16 @@ def helm(tmp_path_factory) -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def reference() -> Path | None:
-    where = os.environ.get("LAKEHUB_Z2JH_REFERENCE")
-    if where and Path(where, "z2jh-4.4.0-values.schema.yaml").is_file():
-        return Path(where)
-    return None
-
-
-@pytest.fixture(scope="session")
-def chart(tmp_path_factory, reference) -> Path:
-    """helm/lakehub with a stand-in for the z2jh 4.4.0 dependency (no templates)."""
-    staged = tmp_path_factory.mktemp("chart") / "lakehub"
-    shutil.copytree(CHART, staged, ignore=shutil.ignore_patterns("charts", "Chart.lock"))
-    standin = staged / "charts" / "jupyterhub"
-    standin.mkdir(parents=True)
-    meta = {"apiVersion": "v2", "name": "jupyterhub", "version": "4.4.0"}
-    (standin / "Chart.yaml").write_text(yaml.safe_dump(meta), encoding="utf-8")
-    # the dask-gateway dependency: a stand-in without templates (nothing to download)
-    dask = staged / "charts" / "dask-gateway"
-    dask.mkdir()
-    meta = {
-        "apiVersion": "v2",
-        "name": "dask-gateway",
-        "version": dependency_version("dask-gateway"),
-    }
-    (dask / "Chart.yaml").write_text(yaml.safe_dump(meta), encoding="utf-8")
-    if reference is not None:
-        schema = yaml.safe_load((reference / "z2jh-4.4.0-values.schema.yaml").read_text())
-        (standin / "values.schema.json").write_text(json.dumps(schema), encoding="utf-8")
-        shutil.copy(reference / "z2jh-4.4.0-values.yaml", standin / "values.yaml")
-    return staged
+def chart(helm) -> Path:
+    """helm/lakehub with its dependencies (z2jh 4.4.0, dask-gateway) in charts/, put there
+    by ``helm/deploy.sh dependencies``: from the archives in $LAKEHUB_CHARTS (CI sets it),
+    else downloaded from the chart repositories."""
+    done = subprocess.run(
+        ["bash", str(REPO_ROOT / "helm" / "deploy.sh"), "dependencies"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, f"helm/deploy.sh dependencies failed:\n{done.stderr}"
+    return CHART

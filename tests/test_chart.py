@@ -1,13 +1,15 @@
 """lakehub's chart (helm/lakehub) through the real helm CLI, and what it puts on a cluster.
 
 helm is built once from its Go module by scripts/ensure-helm.sh and cached outside the
-repository.  The zero-to-jupyterhub dependency cannot be downloaded here, so the chart is
-staged in a temporary folder with a stand-in ``charts/jupyterhub`` (z2jh 4.4.0's own
-values and schema from LAKEHUB_Z2JH_REFERENCE when available, no templates) and rendered
-with ``jupyterhub.enabled=false``, the dependency's condition.  Every rendered object,
+repository.  The whole release is rendered: lakehub's templates with its real
+dependencies, the published zero-to-jupyterhub 4.4.0 and dask-gateway charts, which
+``helm/deploy.sh dependencies`` puts into the git-ignored ``helm/lakehub/charts/`` (from
+the archives in $LAKEHUB_CHARTS where the chart repositories cannot be reached, as in
+CI).  helm checks the values against each chart's own schema.  Every rendered object,
 and the user pod and home PVC KubeSpawner builds from the values with lakehub's hooks
-applied, must be valid Kubernetes for 1.30 and for the newest version kubernetes-validate
-knows, in strict mode (unknown fields are errors).
+applied, must be valid Kubernetes 1.36 (the version of the test node) and 1.30 (the
+oldest lakehub supports), in strict mode (unknown fields are errors); the dask-gateway
+chart's custom resources are checked against the CustomResourceDefinitions it ships.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import os
 import subprocess
 from pathlib import Path
 
+import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
@@ -31,8 +34,7 @@ EXAMPLES = REPO_ROOT / "examples"
 CLUSTER_EXAMPLE = EXAMPLES / "site.cluster.yaml"
 RELEASE = "lakehub"
 RELEASE_NAMESPACE = "lakehub"
-K8S_VERSIONS = sorted({"1.30", kubernetes_validate.latest_version()})
-DASK_GATEWAY_VERSION = "2026.3.0"
+K8S_VERSIONS = ["1.30", "1.36"]
 
 pytestmark = pytest.mark.chart
 
@@ -52,8 +54,12 @@ CLUSTER_SITES = cluster_sites()
 # --------------------------------------------------------------------------- fixtures
 
 
-def run_helm(helm, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    done = subprocess.run([*helm, *args], capture_output=True, text=True, timeout=120, check=False)
+def run_helm(
+    helm, *args: str, check: bool = True, input: str | None = None
+) -> subprocess.CompletedProcess:
+    done = subprocess.run(
+        [*helm, *args], capture_output=True, text=True, timeout=120, check=False, input=input
+    )
     if check:
         assert done.returncode == 0, f"helm {' '.join(args)}:\n{done.stdout}\n{done.stderr}"
     return done
@@ -75,21 +81,47 @@ def render(helm, chart: Path, values_file: Path, *extra: str) -> list[dict]:
         RELEASE_NAMESPACE,
         "-f",
         str(values_file),
-        "--set",
-        "jupyterhub.enabled=false",
         *extra,
     )
     return [d for d in yaml.safe_load_all(done.stdout) if d]
 
 
-def assert_valid(objects: list[dict]) -> None:
+def custom_resource_schemas(helm, chart: Path) -> dict[tuple[str, str], dict]:
+    """(apiVersion, kind) -> the OpenAPI schema of every CustomResourceDefinition the
+    chart's dependencies ship in their crds/ folders."""
+    values = hv.values_for_file(CLUSTER_EXAMPLE)  # dask on: its CRDs are included
+    with_crds = run_helm(
+        helm, "template", RELEASE, str(chart), "--include-crds", "-f", "-", input=hv.dump(values)
+    )
+    schemas = {}
+    for crd in yaml.safe_load_all(with_crds.stdout):
+        if not crd or crd["kind"] != "CustomResourceDefinition":
+            continue
+        group, kind = crd["spec"]["group"], crd["spec"]["names"]["kind"]
+        for version in crd["spec"]["versions"]:
+            schema = version["schema"]["openAPIV3Schema"]
+            schemas[(f"{group}/{version['name']}", kind)] = schema
+    return schemas
+
+
+@pytest.fixture(scope="session")
+def crd_schemas(helm, chart) -> dict[tuple[str, str], dict]:
+    return custom_resource_schemas(helm, chart)
+
+
+def assert_valid(objects: list[dict], crd_schemas: dict | None = None) -> None:
     assert objects
     for obj in objects:
+        where = f"{obj.get('kind')}/{obj.get('metadata', {}).get('name')}"
+        schema = (crd_schemas or {}).get((obj["apiVersion"], obj["kind"]))
+        if schema is not None:
+            errors = [e.message for e in jsonschema.Draft7Validator(schema).iter_errors(obj)]
+            assert not errors, f"{where} does not match its CustomResourceDefinition: {errors}"
+            continue
         for version in K8S_VERSIONS:
             try:
                 kubernetes_validate.validate(obj, version, strict=True)
             except kubernetes_validate.ValidationError as exc:
-                where = f"{obj.get('kind')}/{obj.get('metadata', {}).get('name')}"
                 pytest.fail(f"{where} is not valid Kubernetes {version}: {exc.message}")
 
 
@@ -127,40 +159,65 @@ def test_helm_is_the_pinned_release(helm):
 
 def test_lint_strict(helm, chart, site_values):
     _, _, values_file = site_values
-    done = run_helm(
-        helm,
-        "lint",
-        "--strict",
-        str(chart),
-        "-f",
-        str(values_file),
-        "--set",
-        "jupyterhub.enabled=false",
-    )
+    done = run_helm(helm, "lint", "--strict", str(chart), "-f", str(values_file))
     assert "0 chart(s) failed" in done.stdout
-    assert "[WARNING]" not in done.stdout and "[ERROR]" not in done.stdout
+    for level in ("[INFO]", "[WARNING]", "[ERROR]"):
+        assert level not in done.stdout, done.stdout
 
 
-def test_every_rendered_object_is_valid_kubernetes(rendered):
-    assert_valid(rendered)
-    kinds = sorted(o["kind"] for o in rendered)
-    assert kinds == sorted(
-        [
-            "ConfigMap",  # the site file
-            "ConfigMap",  # the cache service's config.json
-            "Deployment",  # the cache service
-            "Deployment",  # the token service
-            "NetworkPolicy",  # user pods' egress
-            "NetworkPolicy",  # who may call the cache service
-            "NetworkPolicy",  # who may call the token service
-            "PersistentVolumeClaim",
-            "Role",  # the token service rewrites session Secrets
-            "RoleBinding",
-            "Service",
-            "Service",
-            "ServiceAccount",
-        ]
-    )
+def named(objects: list[dict]) -> set[tuple[str, str]]:
+    return {(o["kind"], o["metadata"]["name"]) for o in objects}
+
+
+def test_the_whole_release_renders_and_every_object_is_valid_kubernetes(
+    rendered, site_values, crd_schemas
+):
+    """z2jh's objects with lakehub's values and lakehub's own, all valid."""
+    path, values, _ = site_values
+    assert_valid(rendered, crd_schemas)
+    objects = named(rendered)
+    # zero-to-jupyterhub: the hub, its database, the proxy and how students reach it
+    assert {
+        ("Deployment", "hub"),
+        ("Deployment", "proxy"),
+        ("Service", "hub"),
+        ("Service", "proxy-public"),
+        ("Service", "proxy-api"),
+        ("PersistentVolumeClaim", "hub-db-dir"),
+        ("Secret", "hub"),
+        ("Role", "hub"),
+        ("NetworkPolicy", "singleuser"),
+    } <= objects
+    # lakehub's own
+    assert {
+        ("ConfigMap", values["site"]["configMapName"]),
+        ("ConfigMap", f"{values['cache']['service']['name']}-config"),
+        ("Deployment", values["cache"]["service"]["name"]),
+        ("Deployment", values["tokens"]["service"]["name"]),
+        ("Role", values["tokens"]["service"]["name"]),
+        ("NetworkPolicy", "lakehub-singleuser-egress"),
+        ("PersistentVolumeClaim", values["cache"]["claim"]["name"]),
+    } <= objects
+    # the dask-gateway chart exactly when the site switches it on
+    assert (("Deployment", "api-dask-gateway") in objects) == load_site(path).dask.enabled
+    # no Secret but z2jh's own: the site's secrets are created beforehand
+    assert [o["metadata"]["name"] for o in rendered if o["kind"] == "Secret"] == ["hub"]
+
+
+def test_the_hub_runs_lakehubs_image_and_loads_its_configuration(rendered, site_values):
+    _, values, _ = site_values
+    (hub,) = by_kind(rendered, "Deployment", "hub")
+    pod = hub["spec"]["template"]
+    (container,) = [c for c in pod["spec"]["containers"] if c["name"] == "hub"]
+    assert container["image"] == "{name}:{tag}".format(**values["jupyterhub"]["hub"]["image"])
+    mounts = {m["mountPath"] for m in container["volumeMounts"]}
+    assert f"{hv.HUB_CONFIG_D}/lakehub.py" in mounts  # the loader (hub.extraFiles)
+    assert hv.SITE_MOUNT in mounts
+    # a changed site file restarts the hub
+    assert pod["metadata"]["annotations"][hv.SITE_CHECKSUM_ANNOTATION]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["LAKEHUB_SITE"]["value"] == hv.SITE_MOUNT
+    assert not [e for e in container["env"] if "value" in e and "SECRET" in e["name"]]
 
 
 def test_the_site_configmap_holds_the_site_file(rendered, site_values):
@@ -177,8 +234,7 @@ def test_the_site_configmap_holds_the_site_file(rendered, site_values):
 def test_the_cache_claim_is_shared_and_survives_uninstall(rendered, site_values):
     path, values, _ = site_values
     claim = load_site(path).kubernetes.cache_claim
-    (pvc,) = by_kind(rendered, "PersistentVolumeClaim")
-    assert pvc["metadata"]["name"] == values["cache"]["claim"]["name"]
+    (pvc,) = by_kind(rendered, "PersistentVolumeClaim", values["cache"]["claim"]["name"])
     assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]
     assert pvc["spec"]["resources"]["requests"]["storage"] == claim.size
     assert pvc["spec"].get("storageClassName") == claim.storage_class
@@ -301,7 +357,7 @@ def test_the_token_service_is_wired_to_the_hub_and_may_only_rewrite_secrets(rend
     ]
 
 
-def test_optional_objects_are_valid_too(helm, chart, tmp_path):
+def test_optional_objects_are_valid_too(helm, chart, tmp_path, crd_schemas):
     """NFS volume, warm-up job and notebooks job: off by default, valid when on."""
     data = yaml.safe_load(CLUSTER_EXAMPLE.read_text(encoding="utf-8"))
     data["kubernetes"]["cache_claim"] = {
@@ -316,13 +372,17 @@ def test_optional_objects_are_valid_too(helm, chart, tmp_path):
     values["cache"]["warm"]["course"]["datasets"] = ["opendata:demo.GamGam"]
     values["notebooksJob"] = {**values["notebooksJob"], "enabled": True, "command": ["true"]}
     objects = render(helm, chart, write_values(tmp_path, values))
-    assert_valid(objects)
+    assert_valid(objects, crd_schemas)
     (pv,) = by_kind(objects, "PersistentVolume")
-    (pvc,) = by_kind(objects, "PersistentVolumeClaim")
+    (pvc,) = by_kind(objects, "PersistentVolumeClaim", values["cache"]["claim"]["name"])
     assert pv["spec"]["nfs"] == {"server": "10.40.0.9", "path": "/exports/lakehub-cache"}
     assert pvc["spec"]["volumeName"] == pv["metadata"]["name"]
     assert pvc["spec"]["storageClassName"] == pv["spec"]["storageClassName"] == ""
-    jobs = {j["metadata"]["name"]: j for j in by_kind(objects, "Job")}
+    jobs = {
+        j["metadata"]["name"]: j
+        for j in by_kind(objects, "Job")
+        if j["metadata"]["name"].startswith("lakehub-")  # z2jh has its image-awaiter job
+    }
     assert set(jobs) == {"lakehub-cache-warm", "lakehub-course-notebooks"}
     for job in jobs.values():
         assert "post-upgrade" in job["metadata"]["annotations"]["helm.sh/hook"]
@@ -342,8 +402,6 @@ def test_enabled_jobs_without_their_input_fail_with_a_clear_message(helm, chart,
         str(chart),
         "-f",
         str(write_values(tmp_path, values)),
-        "--set",
-        "jupyterhub.enabled=false",
         check=False,
     )
     assert done.returncode != 0
@@ -360,35 +418,14 @@ def test_the_chart_schema_rejects_bad_lakehub_values(helm, chart, tmp_path):
         str(chart),
         "-f",
         str(write_values(tmp_path, values)),
-        "--set",
-        "jupyterhub.enabled=false",
         check=False,
     )
     assert done.returncode != 0
     assert "size" in done.stdout + done.stderr
 
 
-def test_with_the_dependency_on_helm_checks_the_values_against_z2jh(
-    helm, chart, reference, tmp_path
-):
-    """The stand-in carries z2jh 4.4.0's own schema: helm validates our values with it."""
-    if reference is None:
-        if os.environ.get("CI"):
-            pytest.fail("LAKEHUB_Z2JH_REFERENCE is not set in CI")
-        pytest.skip("set LAKEHUB_Z2JH_REFERENCE (see tests/test_values.py) for this check")
-    values = hv.values_for_file(CLUSTER_EXAMPLE)
-    good = run_helm(helm, "lint", "--strict", str(chart), "-f", str(write_values(tmp_path, values)))
-    assert "0 chart(s) failed" in good.stdout
-    values["jupyterhub"]["singleuser"]["storgae"] = {}
-    bad = run_helm(
-        helm, "lint", "--strict", str(chart), "-f", str(write_values(tmp_path, values)), check=False
-    )
-    assert bad.returncode != 0
-    assert "storgae" in bad.stdout + bad.stderr
-
-
-def test_make_template_prints_valid_manifests_offline(helm):
-    env = {**os.environ, "LAKEHUB_HELM_OFFLINE": "1", "SITE": str(CLUSTER_EXAMPLE)}
+def test_make_template_prints_the_whole_release(helm, chart, crd_schemas):
+    env = {**os.environ, "SITE": str(CLUSTER_EXAMPLE)}
     done = subprocess.run(
         ["bash", str(REPO_ROOT / "helm" / "deploy.sh"), "template"],
         capture_output=True,
@@ -399,10 +436,25 @@ def test_make_template_prints_valid_manifests_offline(helm):
         cwd=REPO_ROOT,
     )
     assert done.returncode == 0, done.stderr
-    assert "lakehub's own objects only" in done.stderr
     objects = [d for d in yaml.safe_load_all(done.stdout) if d]
-    assert_valid(objects)
-    assert by_kind(objects, "Deployment", "lakehub-cache")
+    assert_valid(objects, crd_schemas)
+    assert {("Deployment", "hub"), ("Deployment", "lakehub-cache")} <= named(objects)
+
+
+def test_without_the_dependencies_the_scripts_say_where_to_get_them(helm, tmp_path):
+    env = {**os.environ, "LAKEHUB_CHARTS": str(tmp_path)}
+    done = subprocess.run(
+        ["bash", str(REPO_ROOT / "helm" / "deploy.sh"), "dependencies"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env=env,
+        cwd=REPO_ROOT,
+    )
+    assert done.returncode == 1
+    assert f"{tmp_path}/jupyterhub-4.4.0.tgz is missing" in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 def test_deploy_script_refuses_a_site_without_a_kubernetes_section(helm):

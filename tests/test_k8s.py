@@ -591,8 +591,6 @@ def token_service_rules(helm: list[str], chart: Path, namespace: str) -> list[di
             str(chart),
             "--namespace",
             namespace,
-            "--set",
-            "jupyterhub.enabled=false",
             "--show-only",
             "templates/token-service.yaml",
         ],

@@ -2,7 +2,8 @@
 
 The values under ``jupyterhub:`` must be valid zero-to-jupyterhub 4.4.0 values: they are
 merged with the chart's defaults and checked against the chart's own schema, both read
-from the folder named by ``LAKEHUB_Z2JH_REFERENCE`` (``.ci/run`` sets it).  lakehub's
+from the published chart archive that ``helm/deploy.sh dependencies`` puts into
+``helm/lakehub/charts/`` (helm itself ignores the YAML schema z2jh ships).  lakehub's
 own keys are checked against ``helm/lakehub/values.schema.json`` the same way.
 """
 
@@ -10,10 +11,10 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import re
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import jsonschema
@@ -28,14 +29,6 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO_ROOT / "examples"
 CHART = REPO_ROOT / "helm" / "lakehub"
 CLUSTER_EXAMPLE = EXAMPLES / "site.cluster.yaml"
-SCHEMA_FILE = "z2jh-4.4.0-values.schema.yaml"
-DEFAULTS_FILE = "z2jh-4.4.0-values.yaml"
-WHERE_TO_GET = (
-    "set LAKEHUB_Z2JH_REFERENCE to a folder holding z2jh-4.4.0-values.schema.yaml and"
-    " z2jh-4.4.0-values.yaml: the files jupyterhub/values.schema.yaml and"
-    " jupyterhub/values.yaml of https://github.com/jupyterhub/zero-to-jupyterhub-k8s at"
-    " tag 4.4.0 (in this project's CI they are in ../shared/reference)"
-)
 
 
 def cluster_sites() -> list[Path]:
@@ -55,28 +48,23 @@ def test_there_is_a_cluster_example():
     assert CLUSTER_EXAMPLE in CLUSTER_SITES
 
 
-@pytest.fixture(scope="session")
-def z2jh_reference() -> Path:
-    where = os.environ.get("LAKEHUB_Z2JH_REFERENCE")
-    if not where:
-        if os.environ.get("CI"):
-            pytest.fail(f"LAKEHUB_Z2JH_REFERENCE is not set in CI; {WHERE_TO_GET}")
-        pytest.skip(f"z2jh 4.4.0 schema not available: {WHERE_TO_GET}")
-    folder = Path(where)
-    missing = [f for f in (SCHEMA_FILE, DEFAULTS_FILE) if not (folder / f).is_file()]
-    if missing:
-        pytest.fail(f"LAKEHUB_Z2JH_REFERENCE={where} lacks {', '.join(missing)}; {WHERE_TO_GET}")
-    return folder
+def z2jh_file(chart: Path, name: str) -> dict:
+    """A YAML file of the z2jh 4.4.0 archive in helm/lakehub/charts/ (the published chart
+    carries its schema as YAML, which helm itself does not read)."""
+    with tarfile.open(chart / "charts" / "jupyterhub-4.4.0.tgz") as archive:
+        member = archive.extractfile(f"jupyterhub/{name}")
+        assert member is not None, f"jupyterhub/{name} is not in the z2jh archive"
+        return yaml.safe_load(member.read())
 
 
 @pytest.fixture(scope="session")
-def z2jh_schema(z2jh_reference) -> dict:
-    return yaml.safe_load((z2jh_reference / SCHEMA_FILE).read_text(encoding="utf-8"))
+def z2jh_schema(chart) -> dict:
+    return z2jh_file(chart, "values.schema.yaml")
 
 
 @pytest.fixture(scope="session")
-def z2jh_defaults(z2jh_reference) -> dict:
-    return yaml.safe_load((z2jh_reference / DEFAULTS_FILE).read_text(encoding="utf-8"))
+def z2jh_defaults(chart) -> dict:
+    return z2jh_file(chart, "values.yaml")
 
 
 def merge(base: dict, override: dict) -> dict:

@@ -1,6 +1,7 @@
 {{- /*
   Names and labels of lakehub's own objects. z2jh's named templates are not used here:
-  they are absent when the dependency is switched off (jupyterhub.enabled=false).
+  a subchart's templates are its own, and lakehub's objects keep fixed names that the
+  site renderer (hub_config.values) also knows.
 */}}
 
 {{- define "lakehub.labels" -}}
