@@ -53,17 +53,29 @@ def helm(tmp_path_factory) -> list[str]:
     return [binary]
 
 
+def run_deploy_script(command: str, **env: str) -> subprocess.CompletedProcess:
+    """``helm/deploy.sh COMMAND`` as `make` runs it, with extra environment."""
+    return subprocess.run(
+        ["bash", str(REPO_ROOT / "helm" / "deploy.sh"), command],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        env={**os.environ, **env},
+        cwd=REPO_ROOT,
+    )
+
+
+@pytest.fixture(scope="session")
+def deploy_script():
+    return run_deploy_script
+
+
 @pytest.fixture(scope="session")
 def chart(helm) -> Path:
     """helm/lakehub with its dependencies (z2jh 4.4.0, dask-gateway) in charts/, put there
     by ``helm/deploy.sh dependencies``: from the archives in $LAKEHUB_CHARTS (CI sets it),
     else downloaded from the chart repositories."""
-    done = subprocess.run(
-        ["bash", str(REPO_ROOT / "helm" / "deploy.sh"), "dependencies"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    done = run_deploy_script("dependencies")
     assert done.returncode == 0, f"helm/deploy.sh dependencies failed:\n{done.stderr}"
     return CHART

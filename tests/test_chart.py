@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import subprocess
 from pathlib import Path
 
@@ -424,50 +423,23 @@ def test_the_chart_schema_rejects_bad_lakehub_values(helm, chart, tmp_path):
     assert "size" in done.stdout + done.stderr
 
 
-def test_make_template_prints_the_whole_release(helm, chart, crd_schemas):
-    env = {**os.environ, "SITE": str(CLUSTER_EXAMPLE)}
-    done = subprocess.run(
-        ["bash", str(REPO_ROOT / "helm" / "deploy.sh"), "template"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-        env=env,
-        cwd=REPO_ROOT,
-    )
+def test_make_template_prints_the_whole_release(chart, crd_schemas, deploy_script):
+    done = deploy_script("template", SITE=str(CLUSTER_EXAMPLE))
     assert done.returncode == 0, done.stderr
     objects = [d for d in yaml.safe_load_all(done.stdout) if d]
     assert_valid(objects, crd_schemas)
     assert {("Deployment", "hub"), ("Deployment", "lakehub-cache")} <= named(objects)
 
 
-def test_without_the_dependencies_the_scripts_say_where_to_get_them(helm, tmp_path):
-    env = {**os.environ, "LAKEHUB_CHARTS": str(tmp_path)}
-    done = subprocess.run(
-        ["bash", str(REPO_ROOT / "helm" / "deploy.sh"), "dependencies"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-        env=env,
-        cwd=REPO_ROOT,
-    )
+def test_without_the_dependencies_the_scripts_say_where_to_get_them(helm, tmp_path, deploy_script):
+    done = deploy_script("dependencies", LAKEHUB_CHARTS=str(tmp_path))
     assert done.returncode == 1
     assert f"{tmp_path}/jupyterhub-4.4.0.tgz is missing" in done.stderr
     assert "Traceback" not in done.stderr
 
 
-def test_deploy_script_refuses_a_site_without_a_kubernetes_section(helm):
-    env = {**os.environ, "SITE": str(EXAMPLES / "site.local.yaml")}
-    done = subprocess.run(
-        ["bash", str(REPO_ROOT / "helm" / "deploy.sh"), "template"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-        env=env,
-        cwd=REPO_ROOT,
-    )
+def test_deploy_script_refuses_a_site_without_a_kubernetes_section(helm, deploy_script):
+    done = deploy_script("template", SITE=str(EXAMPLES / "site.local.yaml"))
     assert done.returncode == 1
     assert "kubernetes: required" in done.stderr
     assert done.stdout == ""
