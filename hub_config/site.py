@@ -479,6 +479,40 @@ class Image(_Model):
 class Images(_Model):
     singleuser: Image = Image(repository="localhost/lakehub/singleuser", tag="0.1.0")
     hub: Image = Image(repository="localhost/lakehub/hub", tag="0.1.0")
+    proxy: Image | None = Field(
+        None,
+        description="configurable-http-proxy; default z2jh's own"
+        " (quay.io/jupyterhub/configurable-http-proxy, the tag its chart names)",
+    )
+
+
+class ProxyService(_Model):
+    """How students reach the hub: z2jh's ``proxy-public`` Service."""
+
+    type: Literal["LoadBalancer", "NodePort", "ClusterIP"] = Field(
+        "LoadBalancer",
+        description="LoadBalancer (clouds), NodePort (a port on every node), ClusterIP"
+        " (behind an Ingress of your own)",
+    )
+    node_port: int | None = Field(
+        None, description="NodePort only: the node port for http (30000-32767)"
+    )
+
+    @model_validator(mode="after")
+    def _node_port(self) -> ProxyService:
+        if self.node_port is None:
+            return self
+        if self.type != "NodePort":
+            raise ValueError(
+                f"kubernetes.proxy_service.node_port: only for type NodePort (type is"
+                f" {self.type}); remove node_port or set type: NodePort"
+            )
+        if not 30000 <= self.node_port <= 32767:
+            raise ValueError(
+                "kubernetes.proxy_service.node_port: expected a port between 30000 and 32767"
+                f" (Kubernetes' node port range), got {self.node_port}"
+            )
+        return self
 
 
 class Profile(_Model):
@@ -635,6 +669,23 @@ class Kubernetes(_Model):
     cache_claim: CacheClaim = CacheClaim()
     culling: Culling = Culling()
     egress: list[EgressRule] = Field(default_factory=list)
+    proxy_service: ProxyService = ProxyService()
+    # z2jh parts a cluster may do without (each needs an image of z2jh's own)
+    prepull: bool = Field(
+        True,
+        description="pull the user images onto every node before users need them (z2jh's"
+        " image pullers: k8s-image-awaiter and pause images)",
+    )
+    user_scheduler: bool = Field(
+        True,
+        description="z2jh's user scheduler and placeholder pods, which pack users onto few"
+        " nodes (kube-scheduler and pause images)",
+    )
+    block_cloud_metadata: bool = Field(
+        True,
+        description="block user pods from the cloud's metadata address 169.254.169.254"
+        " (an init container with z2jh's k8s-network-tools image)",
+    )
     rucio_admin_secret: KubeName = Field(
         "lakehub-rucio-admin",
         description="existing Secret whose key 'password' is the Rucio admin's password",

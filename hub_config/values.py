@@ -438,6 +438,7 @@ def singleuser_values(site: Site) -> dict:
         },
         "extraEnv": {"LAKEHUB_CACHE_URL": cache_url(), **dask_session_env(site)},
         **course_values(site),
+        "cloudMetadata": {"blockWithIptables": k8s.block_cloud_metadata},
         # z2jh's policy stays on and keeps privateIPs closed; lakehub's chart adds a policy
         # that opens exactly the site's Rucio/storage destinations and the cache service.
         "networkPolicy": {
@@ -465,6 +466,11 @@ def jupyterhub_values(site: Site, site_data: Mapping) -> dict:
             "db": {"pvc": {"annotations": {"helm.sh/resource-policy": "keep"}}},
         },
         "singleuser": singleuser_values(site),
+        "proxy": proxy_values(k8s),
+        "scheduling": {
+            "userScheduler": {"enabled": k8s.user_scheduler},
+            "userPlaceholder": {"enabled": k8s.user_scheduler},
+        },
         "cull": {
             "enabled": k8s.culling.enabled,
             "timeout": k8s.culling.timeout_seconds,
@@ -473,11 +479,22 @@ def jupyterhub_values(site: Site, site_data: Mapping) -> dict:
         # the analysis images are large: pull them on every node before users need them
         # (the singleuser image and every profile's own image)
         "prePuller": {
-            "hook": {"enabled": True},
-            "continuous": {"enabled": True},
-            "pullProfileListImages": True,
+            "hook": {"enabled": k8s.prepull},
+            "continuous": {"enabled": k8s.prepull},
+            "pullProfileListImages": k8s.prepull,
         },
     }
+
+
+def proxy_values(k8s: Kubernetes) -> dict:
+    """z2jh's proxy: its Service (how students reach the hub) and, if given, the image."""
+    service: dict = {"type": k8s.proxy_service.type}
+    if k8s.proxy_service.node_port is not None:
+        service["nodePorts"] = {"http": k8s.proxy_service.node_port}
+    proxy: dict = {"service": service}
+    if k8s.images.proxy is not None:
+        proxy["chp"] = {"image": image_values(k8s.images.proxy)}
+    return proxy
 
 
 # --------------------------------------------------------------------------- Dask Gateway

@@ -348,6 +348,48 @@ def test_images_come_from_the_site(rendered):
     assert jh["prePuller"]["hook"]["enabled"] and jh["prePuller"]["continuous"]["enabled"]
 
 
+def test_z2jh_parts_needing_their_own_images_can_be_switched_off(tmp_path):
+    data = yaml.safe_load(CLUSTER_EXAMPLE.read_text(encoding="utf-8"))
+    data["kubernetes"].update(
+        prepull=False,
+        user_scheduler=False,
+        block_cloud_metadata=False,
+        proxy_service={"type": "NodePort", "node_port": 30080},
+        images={
+            **data["kubernetes"]["images"],
+            "proxy": {"repository": "localhost/lakehub/configurable-http-proxy", "tag": "5.2.0"},
+        },
+    )
+    site = tmp_path / "site.yaml"
+    site.write_text(yaml.safe_dump(data))
+    jh = hv.values_for_file(site)["jupyterhub"]
+    assert not jh["prePuller"]["hook"]["enabled"] and not jh["prePuller"]["continuous"]["enabled"]
+    assert not jh["scheduling"]["userScheduler"]["enabled"]
+    assert not jh["scheduling"]["userPlaceholder"]["enabled"]
+    assert jh["singleuser"]["cloudMetadata"] == {"blockWithIptables": False}
+    assert jh["proxy"]["service"] == {"type": "NodePort", "nodePorts": {"http": 30080}}
+    assert jh["proxy"]["chp"]["image"] == {
+        "name": "localhost/lakehub/configurable-http-proxy",
+        "tag": "5.2.0",
+    }
+
+
+@pytest.mark.parametrize(
+    "proxy_service, message",
+    [
+        ({"type": "LoadBalancer", "node_port": 30080}, "only for type NodePort"),
+        ({"type": "NodePort", "node_port": 8080}, "between 30000 and 32767"),
+        ({"type": "Ingress"}, "kubernetes.proxy_service.type"),
+    ],
+)
+def test_a_bad_proxy_service_names_the_field(tmp_path, proxy_service, message):
+    data = yaml.safe_load(CLUSTER_EXAMPLE.read_text(encoding="utf-8"))
+    data["kubernetes"]["proxy_service"] = proxy_service
+    with pytest.raises(SiteError) as caught:
+        parse_site(data)
+    assert message in str(caught.value)
+
+
 def test_cache_is_mounted_read_only_in_user_pods(rendered):
     _, values = rendered
     storage = values["jupyterhub"]["singleuser"]["storage"]
