@@ -95,6 +95,31 @@ def ensure_rse(client, rse: str, prefix: Path) -> None:
     )
 
 
+def ensure_http_protocol(client, rse: str, host: str, port: int) -> None:
+    """Let the RSE's files be read over plain HTTP from host:port too (the one-node
+    cluster's pods cannot open the host's folders): a second, lower-priority protocol
+    whose paths mirror the POSIX prefix's layout (scope/name)."""
+    from rucio.common.exception import Duplicate
+
+    try:
+        client.add_protocol(
+            rse,
+            {
+                "scheme": "http",
+                "hostname": host,
+                "port": port,
+                "prefix": "/",
+                "impl": "rucio.rse.protocols.webdav.Default",
+                "domains": {
+                    "lan": {"read": 2, "write": 0, "delete": 0},
+                    "wan": {"read": 2, "write": 0, "delete": 0},
+                },
+            },
+        )
+    except Duplicate:
+        pass
+
+
 def ensure_cache_rse(instance: RucioInstance, paths: StackPaths, rse: str, root: Path) -> None:
     """The RSE of the shared cache: its files are the cache folder's (written by the
     cache service only, read by everybody)."""

@@ -143,10 +143,11 @@ def init_database(paths: StackPaths) -> bool:
     return True
 
 
-def start(paths: StackPaths, port: int) -> int:
-    """Start gunicorn (1 worker, 1 thread) on 127.0.0.1:port and wait for /ping."""
+def start(paths: StackPaths, port: int, host: str = "127.0.0.1") -> int:
+    """Start gunicorn (1 worker, 1 thread) on host:port and wait for /ping.  The host is
+    the loopback address, or the address of a one-node cluster's node for its pods."""
     pid = procs.running(PROCESS, paths.run)
-    url = f"http://127.0.0.1:{port}"
+    url = f"http://{host}:{port}"
     if pid is None:
         log_path = paths.logs / "rucio.log"
         pid = procs.start(
@@ -159,7 +160,7 @@ def start(paths: StackPaths, port: int) -> int:
                 "--threads",
                 "1",
                 "--bind",
-                f"127.0.0.1:{port}",
+                f"{host}:{port}",
                 "--timeout",
                 "120",
                 "rucio.web.rest.flaskapi.v1.main:application",
