@@ -45,7 +45,7 @@ status: ## which local processes are running
 	@$(DEV_PY) -m localstack.stack status
 
 check-site: envs ## validate a site file (SITE=...)
-	@$(DEV_PY) -m hub_config.site $(SITE)
+	@$(DEV_PY) -m sitefile $(SITE)
 
 warm-cache: deps ## fill the shared cache before class (COURSE=course.yaml)
 	@test -n "$(COURSE)" || { echo "usage: make warm-cache COURSE=examples/course.demo.yaml"; exit 2; }
@@ -53,10 +53,10 @@ warm-cache: deps ## fill the shared cache before class (COURSE=course.yaml)
 
 push-notebooks: envs ## publish a course's next revision to students (COURSE=name, SITE=..., clusters: FROM=folder)
 	@test -n "$(COURSE)" || { echo "usage: make push-notebooks COURSE=<name from the site's courses:>"; exit 2; }
-	@$(DEV_PY) -m localstack.courses push --site $(SITE) --course $(COURSE) $(if $(FROM),--from $(FROM))
+	@$(DEV_PY) -m courses push --site $(SITE) --course $(COURSE) $(if $(FROM),--from $(FROM))
 
 course-status: ## which student has which revision of each course (SITE=...)
-	@$(DEV_PY) -m localstack.courses status --site $(SITE)
+	@$(DEV_PY) -m courses status --site $(SITE)
 
 lint: envs ## ruff
 	@$(LAKEHUB_HOME)/venvs/dev/bin/ruff check .

@@ -83,7 +83,10 @@ import httpx
 from benchmarks import k8s as k8s_bench
 from hub_config.local import cache_url
 from lakehub.cache import fetch
-from localstack.harness import (
+from localstack.procs import wait_until
+from sitefile.state import REPO, venv_bin
+from spawner_hooks.local_spawner import SYSTEM_USER_PREFIX
+from testkit.harness import (
     Stack,
     cache_stats,
     make_dataset,
@@ -94,9 +97,6 @@ from localstack.harness import (
     user_tokens,
     write_site,
 )
-from localstack.paths import REPO, venv_bin
-from localstack.procs import wait_until
-from spawner_hooks.local_spawner import SYSTEM_USER_PREFIX
 
 RATIO = "spawn_p50_ratio_hooks_vs_vanilla"
 OVERHEAD = "spawn_hook_overhead_p50_s"

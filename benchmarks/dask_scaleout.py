@@ -20,7 +20,7 @@ import asyncio
 import json
 import statistics
 
-from localstack.harness import KernelSession, notebook_code
+from testkit.harness import KernelSession, notebook_code
 
 FIGURE = "dask_speedup_2_workers"
 WORKERS = 2

@@ -20,9 +20,11 @@ from pathlib import Path
 
 import httpx
 
-from hub_config.local import ISSUER_SERVICE, TOKEN_ACCESS, issuer_url
+from hub_config.local import issuer_url
+from hub_config.scopes import TOKEN_ACCESS
+from lakehub.contract import ISSUER_SERVICE
 from localstack import procs
-from localstack.harness import Stack
+from testkit.harness import Stack
 
 SESSIONS = 1000
 PERIOD_S = 300.0

@@ -1,12 +1,12 @@
 """`make push-notebooks` and `make course-status` for a hub on a cluster.
 
-    python -m hub_services.courses status --site SITE [--hub-url URL]
-    python -m hub_services.courses push --site SITE --course NAME [--from FOLDER]
+    python -m courses.cluster status --site SITE [--hub-url URL]
+    python -m courses.cluster push --site SITE --course NAME [--from FOLDER]
 
 On a cluster, student pods pull each course from its git remote (the ``source`` of the
 site file) when they start, so publishing a revision means updating that branch:
 ``push --from FOLDER`` commits the folder as it is now onto the branch (the same
-commit rules as the local stack, ``hub_services.course_git``) and pushes it with the
+commit rules as the local stack, ``courses.git``) and pushes it with the
 instructor's own git credentials; ``push`` without ``--from`` reports the branch as it
 is (for instructors who ``git push`` themselves).
 
@@ -32,8 +32,7 @@ from pathlib import Path
 
 import httpx
 
-from hub_config.site import Course, Site, SiteError, load_site
-from hub_services.course_git import (
+from courses.git import (
     CourseError,
     branch_tip,
     changes,
@@ -42,7 +41,9 @@ from hub_services.course_git import (
     git,
     revision_number,
 )
-from spawner_hooks.courses import CourseSource, nbgitpuller_link
+from courses.links import nbgitpuller_link
+from lakehub.contract import COURSE_REPORT_PATH
+from sitefile import Course, Site, SiteError, load_site
 
 SCOPES = ["list:users", "read:servers", "access:servers"]
 
@@ -122,7 +123,7 @@ async def server_reports(hub_url: str, token: str, parallel: int = 8) -> list[Se
         async def one(user: str, server: str, url: str) -> ServerReport:
             async with limit:
                 try:
-                    got = await http.get(f"{hub_url}{url.rstrip('/')}/lakehub/courses")
+                    got = await http.get(f"{hub_url}{url.rstrip('/')}/{COURSE_REPORT_PATH}")
                     got.raise_for_status()
                     found = {c["name"]: c for c in got.json()["courses"]}
                     return ServerReport(user, server, found)
@@ -199,9 +200,7 @@ def push_lines(course: Course, published: Published) -> list[str]:
 
 
 def pull_link(hub_url: str, course: Course) -> str:
-    return nbgitpuller_link(
-        hub_url + "/", CourseSource(course.name, course.source, course.branch, course.target)
-    )
+    return nbgitpuller_link(hub_url + "/", course)
 
 
 def status(site: Site, hub_url: str, token: str, only: str | None = None) -> str:
@@ -237,7 +236,7 @@ def read_token(token_file: Path | None) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m hub_services.courses", description=__doc__.splitlines()[0]
+        prog="python -m courses.cluster", description=__doc__.splitlines()[0]
     )
     parser.add_argument("command", choices=["push", "status"])
     parser.add_argument("--site", type=Path, required=True)

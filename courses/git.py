@@ -1,6 +1,6 @@
 """Git steps behind publishing a course revision, shared by ``make push-notebooks`` for
-the local stack (``localstack.courses``: bare mirrors under the state folder) and for
-clusters (``hub_services.courses``: a temporary clone of the course's remote).
+the local stack (``courses.local``: bare mirrors under the state folder) and for
+clusters (``courses.cluster``: a temporary clone of the course's remote).
 
 A revision is a folder's content committed as it is (a fixed author, so the same content
 gives the same tree) or the tip of an instructor's branch; revisions are numbered by

@@ -20,8 +20,9 @@ Where the Rucio token comes from:
   creates the user's Rucio account with the Rucio admin password, exactly as in local
   mode.  Both secrets are files mounted into the hub pod (see the ``ENV_*`` names).
 
-This module must not import ``localstack`` or ``hub_config.local``: the hub image has
-neither the embedded stack nor its dependencies.
+The hub's environment (``hub.extraEnv``, rendered by :mod:`hub_config.values`) uses the
+``ENV_*`` names of :mod:`lakehub.contract`; each has a default here.  This module must not
+import ``hub_config.local``: the hub image has no local stack.
 """
 
 from __future__ import annotations
@@ -30,49 +31,44 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from hub_config.kube import DEFAULT_CACHE_MOUNT
-from hub_config.site import Site, load_site
-from spawner_hooks.hooks import LakehubHooks
-from spawner_hooks.kube import (
-    DEFAULT_HOME,
+from lakehub.contract import (
+    CACHE_MOUNT,
+    DASK_SERVICE,
+    ENV_CACHE_MOUNT,
+    ENV_CACHE_PFN_PREFIX,
+    ENV_CACHE_URL,
+    ENV_DASK_API_URL,
+    ENV_EXCHANGE_AUDIENCE,
+    ENV_EXCHANGE_CA_CERT,
+    ENV_EXCHANGE_SCOPE,
+    ENV_EXCHANGE_TOKEN_URL,
+    ENV_ISSUER_KEY_FILE,
+    ENV_ISSUER_URL,
+    ENV_RUCIO_ADMIN_PASSWORD_FILE,
+    ENV_RUCIO_ADMIN_USERNAME,
+    ENV_SESSION_HOME,
+    ENV_SESSION_MOUNT,
+    ENV_SITE,
+    ENV_TOKEN_SOURCE,
+    ENV_TOKEN_URL,
+    HUB_ISSUER,
+    ISSUER_KEY_DIR,
+    ISSUER_KEY_KEY,
+    POD_HOME,
+    RUCIO_ADMIN_DIR,
+    RUCIO_ADMIN_KEY,
     SESSION_MOUNT,
-    KubeSecretDelivery,
-    KubeSession,
-    TokenExchange,
-    TokenExchangeHooks,
+    SITE_MOUNT,
+    TOKEN_EXCHANGE,
+    access_scope,
 )
+from sitefile import Site, load_site
+from spawner_hooks.exchange_hooks import TokenExchangeHooks
+from spawner_hooks.hooks import LakehubHooks
+from spawner_hooks.kube_delivery import KubeSecretDelivery
+from spawner_hooks.kube_session import KubeSession
 from spawner_hooks.session import ReplicaMode
-
-DEFAULT_SITE = "/etc/lakehub/site.yaml"
-SECRETS = "/etc/lakehub/secrets"
-
-# The hub's environment (set by the chart: hub.extraEnv); every one has a default.
-ENV_SITE = "LAKEHUB_SITE"
-# token_exchange | hub_issuer (default: token_exchange for OIDC sites)
-ENV_TOKEN_SOURCE = "LAKEHUB_TOKEN_SOURCE"  # noqa: S105 (a name, not a secret)
-ENV_SESSION_MOUNT = "LAKEHUB_SESSION_MOUNT"  # where pods see the Secret (/var/run/lakehub)
-ENV_SESSION_HOME = "LAKEHUB_SESSION_HOME"  # the user's home in the pod (/home/jovyan)
-ENV_CACHE_URL = "LAKEHUB_CACHE_URL"  # the cache service; unset: no replica mode
-ENV_CACHE_MOUNT = "LAKEHUB_CACHE_MOUNT"  # where pods see the cache (read-only)
-ENV_CACHE_PFN_PREFIX = "LAKEHUB_CACHE_PFN_PREFIX"  # the cache RSE's path prefix
-# the token service as pods reach it (hub_services.issuer); unset: tokens are not renewed
-ENV_TOKEN_SERVICE_URL = "LAKEHUB_TOKEN_URL"  # noqa: S105 (a name, not a secret)
-# the Dask Gateway's API as the hub reaches it; set: a user's clusters stop with the server
-ENV_DASK_API_URL = "LAKEHUB_DASK_API_URL"
-# token_exchange
-ENV_EXCHANGE_AUDIENCE = "LAKEHUB_EXCHANGE_AUDIENCE"  # rucio
-ENV_EXCHANGE_SCOPE = "LAKEHUB_EXCHANGE_SCOPE"  # "openid profile"; empty: send no scope
-# the IdP's token endpoint; default: the authenticator's token_url
-ENV_EXCHANGE_TOKEN_URL = "LAKEHUB_EXCHANGE_TOKEN_URL"  # noqa: S105 (a name, not a secret)
-ENV_EXCHANGE_CA_CERT = "LAKEHUB_EXCHANGE_CA_CERT"  # default: the system's CAs
-# hub_issuer
-ENV_ISSUER_URL = "LAKEHUB_ISSUER_URL"  # required: the issuer Rucio trusts
-ENV_ISSUER_KEY_FILE = "LAKEHUB_ISSUER_KEY_FILE"
-ENV_RUCIO_ADMIN_USERNAME = "LAKEHUB_RUCIO_ADMIN_USERNAME"
-ENV_RUCIO_ADMIN_PASSWORD_FILE = "LAKEHUB_RUCIO_ADMIN_PASSWORD_FILE"  # noqa: S105
-
-TOKEN_EXCHANGE = "token_exchange"  # noqa: S105 (a name, not a secret)
-HUB_ISSUER = "hub_issuer"
+from tokens.exchange import TokenExchange
 
 
 class ConfigError(ValueError):
@@ -80,8 +76,8 @@ class ConfigError(ValueError):
 
 
 def token_source(site: Site, environ: Mapping[str, str]) -> str:
-    """``token_exchange`` for OIDC sites, ``hub_issuer`` otherwise; the environment or
-    a site ``tokens.source`` of ``token_exchange`` can say so explicitly."""
+    """``token_exchange`` for OIDC sites, ``hub_issuer`` otherwise; the environment can
+    say so explicitly."""
     explicit = environ.get(ENV_TOKEN_SOURCE)
     if explicit:
         if explicit not in (TOKEN_EXCHANGE, HUB_ISSUER):
@@ -89,16 +85,14 @@ def token_source(site: Site, environ: Mapping[str, str]) -> str:
                 f"{ENV_TOKEN_SOURCE}={explicit!r}: expected {TOKEN_EXCHANGE} or {HUB_ISSUER}"
             )
         return explicit
-    if getattr(site.tokens, "source", None) == TOKEN_EXCHANGE:
-        return TOKEN_EXCHANGE
-    return TOKEN_EXCHANGE if getattr(site.auth, "type", None) == "oidc" else HUB_ISSUER
+    return TOKEN_EXCHANGE if site.auth.type == "oidc" else HUB_ISSUER
 
 
 def replica_mode(site: Site, environ: Mapping[str, str]) -> ReplicaMode | None:
     """rucio-jupyterlab's replica mode on the shared cache, when the cache service runs."""
     if not environ.get(ENV_CACHE_URL):
         return None
-    mount = environ.get(ENV_CACHE_MOUNT, DEFAULT_CACHE_MOUNT)
+    mount = environ.get(ENV_CACHE_MOUNT, CACHE_MOUNT)
     return ReplicaMode(
         rse=site.cache.rse,
         mount_path=mount,
@@ -112,10 +106,9 @@ def on_stop(environ: Mapping[str, str]) -> tuple:
     url = environ.get(ENV_DASK_API_URL)
     if not url:
         return ()
-    from hub_services.dask_gateway.config import ACCESS
     from spawner_hooks.dask import ClusterStopper
 
-    return (ClusterStopper(url, ACCESS).post_stop,)
+    return (ClusterStopper(url, access_scope(DASK_SERVICE)).post_stop,)
 
 
 def make_session(site: Site, environ: Mapping[str, str] | None = None) -> KubeSession:
@@ -123,11 +116,11 @@ def make_session(site: Site, environ: Mapping[str, str] | None = None) -> KubeSe
     environ = os.environ if environ is None else environ
     delivery = KubeSecretDelivery(
         mount_path=environ.get(ENV_SESSION_MOUNT, SESSION_MOUNT),
-        home=environ.get(ENV_SESSION_HOME, DEFAULT_HOME),
+        home=environ.get(ENV_SESSION_HOME, POD_HOME),
     )
     cache = replica_mode(site, environ)
     cache_url = environ.get(ENV_CACHE_URL) or None
-    token_service_url = environ.get(ENV_TOKEN_SERVICE_URL) or None
+    token_service_url = environ.get(ENV_TOKEN_URL) or None
     if token_source(site, environ) == TOKEN_EXCHANGE:
         scope = environ.get(ENV_EXCHANGE_SCOPE, "openid profile")
         auth = site.auth  # an OIDC site names its token endpoint and the audience
@@ -151,7 +144,7 @@ def make_session(site: Site, environ: Mapping[str, str] | None = None) -> KubeSe
 
     # hub_issuer: the same hooks as local mode, with the Secret delivery
     from spawner_hooks.rucio import AdminCredentials
-    from spawner_hooks.tokens import Issuer, load_signing_key
+    from tokens.mint import Issuer, load_signing_key
 
     issuer_url = environ.get(ENV_ISSUER_URL)
     if not issuer_url:
@@ -161,14 +154,16 @@ def make_session(site: Site, environ: Mapping[str, str] | None = None) -> KubeSe
         )
     issuer = Issuer(
         url=issuer_url.rstrip("/"),
-        key=load_signing_key(Path(environ.get(ENV_ISSUER_KEY_FILE, f"{SECRETS}/issuer-key.json"))),
+        key=load_signing_key(
+            Path(environ.get(ENV_ISSUER_KEY_FILE, f"{ISSUER_KEY_DIR}/{ISSUER_KEY_KEY}"))
+        ),
         lifetime=site.tokens.lifetime_seconds,
     )
     admin = AdminCredentials(
         account=site.rucio.default.admin_account,
         username=environ.get(ENV_RUCIO_ADMIN_USERNAME, "root"),
         password_file=Path(
-            environ.get(ENV_RUCIO_ADMIN_PASSWORD_FILE, f"{SECRETS}/rucio-admin-password")
+            environ.get(ENV_RUCIO_ADMIN_PASSWORD_FILE, f"{RUCIO_ADMIN_DIR}/{RUCIO_ADMIN_KEY}")
         ),
     )
     hooks = LakehubHooks(
@@ -188,7 +183,7 @@ def configure(c, site: Site | None = None, environ: Mapping[str, str] | None = N
     """Set lakehub's hooks on ``c.KubeSpawner``; returns the KubeSession (for tests)."""
     environ = os.environ if environ is None else environ
     if site is None:
-        site = load_site(environ.get(ENV_SITE, DEFAULT_SITE))
+        site = load_site(environ.get(ENV_SITE, SITE_MOUNT))
     session = make_session(site, environ)
     session.install(c.KubeSpawner)
     if isinstance(session.hooks, TokenExchangeHooks):

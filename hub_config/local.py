@@ -13,25 +13,30 @@ import os
 import sys
 from pathlib import Path
 
-from hub_config.site import Site
+from courses.local import git_system_config, revisions_file, sources
+from hub_config.scopes import CACHE_ACCESS, DASK_ACCESS, server_token_scopes, user_scopes
 from hub_services.cache.config import service_config
 from hub_services.dask_gateway import config as dask_config
-from localstack.paths import StackPaths, chp_binary, venv_bin
+from lakehub.contract import (
+    ADMIN_SERVICE,
+    CACHE_SERVICE,
+    DASK_SERVICE,
+    ENV_DASK_CONFIG,
+    ENV_HOOKS,
+    ENV_MOCK_SERVERS,
+    ENV_SITE,
+    ISSUER_SERVICE,
+    service_prefix,
+)
+from lakehub.files import write_private
+from sitefile import Site
+from sitefile.state import StackPaths, chp_binary, venv_bin
 from spawner_hooks import dask as dask_hooks
 from spawner_hooks.courses import CourseDelivery
-from spawner_hooks.files import write_private
 from spawner_hooks.hooks import HomeDelivery, LakehubHooks
 from spawner_hooks.rucio import AdminCredentials
 from spawner_hooks.session import DaskGateway, ReplicaMode
-from spawner_hooks.tokens import Issuer, load_signing_key
-
-ADMIN_SERVICE = "lakehub-admin"
-ISSUER_SERVICE = "lakehub-issuer"
-CACHE_SERVICE = "lakehub-cache"
-CACHE_ACCESS = f"access:services!service={CACHE_SERVICE}"
-TOKEN_ACCESS = f"access:services!service={ISSUER_SERVICE}"
-DASK_SERVICE = dask_config.SERVICE
-DASK_ACCESS = dask_config.ACCESS
+from tokens.mint import Issuer, load_signing_key
 
 # What `make up`, `make test` and the benchmarks may do through the admin service token.
 ADMIN_SCOPES = [
@@ -45,13 +50,7 @@ ADMIN_SCOPES = [
     "read:hub",
     CACHE_ACCESS,
 ]
-# What a session's $JUPYTERHUB_API_TOKEN may do: JupyterHub's defaults plus the cache.
-SERVER_TOKEN_SCOPES = [
-    "users:activity!user",
-    "access:servers!server",
-    CACHE_ACCESS,
-    TOKEN_ACCESS,
-]
+DASK_PREFIX = service_prefix(DASK_SERVICE)
 
 
 def issuer_url(site: Site) -> str:
@@ -88,7 +87,7 @@ def dask_gateway(site: Site) -> DaskGateway | None:
         return None
     assert site.local is not None
     return DaskGateway(
-        address=f"http://127.0.0.1:{site.local.hub_port}{dask_config.PREFIX}",
+        address=f"http://127.0.0.1:{site.local.hub_port}{DASK_PREFIX}",
         proxy_address=f"gateway://127.0.0.1:{site.local.dask_gateway_port}",
     )
 
@@ -96,7 +95,7 @@ def dask_gateway(site: Site) -> DaskGateway | None:
 def dask_gateway_api(site: Site) -> str:
     """The gateway's API as the hub reaches it (straight, not through the proxy)."""
     assert site.local is not None
-    return f"http://127.0.0.1:{site.local.dask_gateway_port}{dask_config.PREFIX}"
+    return f"http://127.0.0.1:{site.local.dask_gateway_port}{DASK_PREFIX}"
 
 
 def dask_gateway_settings(site: Site, paths: StackPaths) -> dict:
@@ -119,13 +118,13 @@ def dask_gateway_service(site: Site, paths: StackPaths) -> dict:
     os.chmod(paths.dask_clusters, 0o711)  # noqa: S103  (traverse only; no listing)
     return {
         "name": DASK_SERVICE,
-        "url": dask_gateway_api(site).removesuffix(dask_config.PREFIX),
+        "url": dask_gateway_api(site).removesuffix(DASK_PREFIX),
         "command": [
             str(venv_bin("dev", "dask-gateway-server")),
             "-f",
             str(Path(dask_config.__file__).with_name("gateway_config.py")),
         ],
-        "environment": {dask_config.ENV_CONFIG: str(settings_file)},
+        "environment": {ENV_DASK_CONFIG: str(settings_file)},
         "cwd": str(paths.dask_gateway),
         "display": False,
     }
@@ -135,9 +134,7 @@ def course_git_env(site: Site, paths: StackPaths) -> dict[str, str]:
     """Lets students' git (spawn-time pulls and nbgitpuller links) read the mirrors."""
     if not site.courses:
         return {}
-    from localstack import courses as local_courses
-
-    return {"GIT_CONFIG_SYSTEM": str(local_courses.git_system_config(paths, site))}
+    return {"GIT_CONFIG_SYSTEM": str(git_system_config(paths, site))}
 
 
 def make_hooks(site: Site, paths: StackPaths) -> LakehubHooks:
@@ -156,12 +153,10 @@ def make_hooks(site: Site, paths: StackPaths) -> LakehubHooks:
     root = str(cache_root(site, paths))
     courses = None
     if site.courses:  # pulled from the file:// mirrors that `make push-notebooks` fills
-        from localstack import courses as local_courses
-
         courses = CourseDelivery(
-            local_courses.sources(site, paths),
+            sources(site, paths),
             venv_bin("analysis", "gitpuller"),
-            revisions_file=local_courses.revisions_file(paths),
+            revisions_file=revisions_file(paths),
             env=course_git_env(site, paths),
         )
     return LakehubHooks(
@@ -242,8 +237,7 @@ def configure(
         c.Spawner.cmd = [str(venv_bin("analysis", "jupyterhub-singleuser"))]
     c.Spawner.default_url = "/lab"
     c.Spawner.environment = {"PATH": single_user_path(), **course_git_env(site, paths)}
-    dask_scopes = [DASK_ACCESS] if site.dask.enabled else []
-    c.Spawner.server_token_scopes = SERVER_TOKEN_SCOPES + dask_scopes
+    c.Spawner.server_token_scopes = server_token_scopes(site)
     c.Spawner.http_timeout = 90
     c.Spawner.start_timeout = 180
     if with_hooks:
@@ -285,16 +279,16 @@ def configure(
     if site.dask.enabled:
         c.JupyterHub.services.append(dask_gateway_service(site, paths))
     c.JupyterHub.load_roles = [
-        {"name": "lakehub-admin", "scopes": ADMIN_SCOPES, "services": [ADMIN_SERVICE]},
-        {"name": "user", "scopes": ["self", CACHE_ACCESS, TOKEN_ACCESS, *dask_scopes]},
+        {"name": ADMIN_SERVICE, "scopes": ADMIN_SCOPES, "services": [ADMIN_SERVICE]},
+        {"name": "user", "scopes": user_scopes(site)},
     ]
 
 
 def load_from_environment(c) -> None:
     """Entry point for ``jupyterhub_config.py``: site and state come from the environment."""
-    from hub_config.site import load_site
+    from sitefile import load_site
 
-    site_file = os.environ.get("LAKEHUB_SITE")
+    site_file = os.environ.get(ENV_SITE)
     if not site_file:
         raise SystemExit("LAKEHUB_SITE is not set; start the hub with `make up`")
     paths = StackPaths.default()
@@ -302,6 +296,6 @@ def load_from_environment(c) -> None:
         c,
         load_site(Path(site_file)),
         paths,
-        with_hooks=os.environ.get("LAKEHUB_HOOKS", "1") != "0",
-        mock_servers=os.environ.get("LAKEHUB_MOCK_SERVERS", "0") == "1",
+        with_hooks=os.environ.get(ENV_HOOKS, "1") != "0",
+        mock_servers=os.environ.get(ENV_MOCK_SERVERS, "0") == "1",
     )

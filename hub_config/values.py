@@ -22,23 +22,19 @@ import argparse
 import copy
 import hashlib
 import json
-import os
 import sys
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import yaml
 
-from hub_config.kube import (
-    DEFAULT_CACHE_CLAIM,
-    DEFAULT_CACHE_MOUNT,
-    cache_volume,
-    cache_volume_mount,
-    course_pull_script,
-)
-from hub_config.site import (
+from courses.cluster import SCOPES as COURSE_STATUS_SCOPES
+from hub_config.scopes import CACHE_ACCESS, server_token_scopes, user_scopes
+from hub_services.cache.config import service_config
+from lakehub import contract as lc
+from lakehub.files import atomic_write
+from sitefile import (
     Image,
     Kubernetes,
     OidcAuth,
@@ -46,58 +42,23 @@ from hub_config.site import (
     Site,
     SiteError,
     memory_bytes,
-    parse_site,
-    resolve_paths,
+    read,
 )
-from hub_services.cache.config import service_config
-from hub_services.courses import SCOPES as COURSE_STATUS_SCOPES
-from hub_services.dask_gateway import config as dask_config
-from hub_services.dask_gateway import kube as dask_kube
+from spawner_hooks.courses import course_entries
+from spawner_hooks.kube_delivery import kubespawner_literal
+from spawner_hooks.kube_volumes import cache_volume, cache_volume_mount
 from spawner_hooks.session import DaskGateway, dask_gateway_env
 
-# --- names shared with the chart templates and with hub_config.kubernetes ---------------
-SITE_CONFIGMAP = "lakehub-site"
-SITE_KEY = "site.yaml"
-SITE_MOUNT = f"/etc/lakehub/{SITE_KEY}"
-HUB_CONFIG_D = "/usr/local/etc/jupyterhub/jupyterhub_config.d"
+HUB_CONFIG_D = "/usr/local/etc/jupyterhub/jupyterhub_config.d"  # z2jh's hub image
 # The only Python in the values: the hub's config loader runs it after z2jh's own config.
 HUB_LOADER = "from hub_config.kubernetes import configure\nconfigure(c)\n"
-CACHE_SERVICE = "lakehub-cache"
-CACHE_PORT = 8012
-CACHE_CONFIG_MOUNT = "/etc/lakehub/cache"
-CACHE_STATE_DIR = "/var/lib/lakehub-cache"
-WARM_SERVICE = "lakehub-warm"
-# instructors' `make course-status` on a cluster (hub_services.courses): its token is
-# z2jh's hub.services.lakehub-courses.apiToken in the Secret "hub"
-COURSES_SERVICE = "lakehub-courses"
-CACHE_ACCESS = f"access:services!service={CACHE_SERVICE}"
-ISSUER_SERVICE = "lakehub-issuer"  # the token service (hub_services.issuer)
-TOKEN_PORT = 8009
-TOKEN_ACCESS = f"access:services!service={ISSUER_SERVICE}"
-# JupyterHub's defaults for a server's own token, plus the cache and token services
-SERVER_TOKEN_SCOPES = [
-    "users:activity!user",
-    "access:servers!server",
-    CACHE_ACCESS,
-    TOKEN_ACCESS,
-]
-SECRETS_DIR = "/etc/lakehub/secrets"
-RUCIO_ADMIN_DIR = f"{SECRETS_DIR}/rucio-admin"
-RUCIO_ADMIN_KEY = "password"
-ISSUER_KEY_DIR = f"{SECRETS_DIR}/issuer"
-ISSUER_KEY_KEY = "issuer-key.json"
-OIDC_CLIENT_SECRET_KEY = "client-secret"  # noqa: S105  (a key name)
-OIDC_CRYPT_KEY_KEY = "hub.config.CryptKeeper.keys"  # the key z2jh reads from existingSecret
-# z2jh's chart-managed Secret ("hub" with the chart's default fullnameOverride: "") holds
-# one API token per hub.services entry under hub.services.<name>.apiToken.
-HUB_SECRET = "hub"  # noqa: S105  (a Secret name)
-HUB_API_URL = "http://hub:8081/hub/api"
+HUB_API_URL = "http://hub:8081/hub/api"  # z2jh's hub Service
 SITE_CHECKSUM_ANNOTATION = "checksum/lakehub-site"
 # The dask-gateway chart (dependency "dask-gateway"), with fixed object names
-DASK_FULLNAME = "dask-gateway"
+DASK_FULLNAME = lc.DASK_SERVICE  # the gateway's objects carry the hub service's name
 DASK_TRAEFIK = f"traefik-{DASK_FULLNAME}"  # its proxy: API, dashboards, scheduler traffic
 DASK_TRAEFIK_PORT = 8000  # the proxy pods' port (the Service listens on 80)
-DASK_ACCESS = dask_config.ACCESS
+DASK_PREFIX = lc.service_prefix(lc.DASK_SERVICE)
 # The only Python in the gateway's values: the chart runs it after its own config.
 GATEWAY_LOADER = "from hub_services.dask_gateway.kube import configure\nconfigure(c)\n"
 
@@ -126,12 +87,12 @@ def image_values(image: Image) -> dict:
 
 def token_service_url() -> str:
     """The token service inside the namespace (sessions renew their token there)."""
-    return f"http://{ISSUER_SERVICE}:{TOKEN_PORT}"
+    return f"http://{lc.ISSUER_SERVICE}:{lc.ISSUER_PORT}"
 
 
 def cache_url() -> str:
     """How sessions and the hub reach the cache service (same namespace)."""
-    return f"http://{CACHE_SERVICE}:{CACHE_PORT}"
+    return f"http://{lc.CACHE_SERVICE}:{lc.CACHE_PORT}"
 
 
 def site_checksum(site_data: Mapping) -> str:
@@ -201,11 +162,11 @@ def required_secrets(site: Site) -> list[tuple[str, list[str]]]:
     """The Secrets the sysadmin creates before deploying: (name, keys) each."""
     k8s = site.kubernetes
     assert k8s is not None
-    needed = [(k8s.rucio_admin_secret, [RUCIO_ADMIN_KEY])]
+    needed = [(k8s.rucio_admin_secret, [lc.RUCIO_ADMIN_KEY])]
     if isinstance(site.auth, OidcAuth):
-        needed.append((site.auth.secret_name, [OIDC_CLIENT_SECRET_KEY, OIDC_CRYPT_KEY_KEY]))
+        needed.append((site.auth.secret_name, [lc.OIDC_CLIENT_SECRET_KEY, lc.CRYPT_KEY_KEY]))
     else:
-        needed.append((k8s.issuer_key_secret, [ISSUER_KEY_KEY]))
+        needed.append((k8s.issuer_key_secret, [lc.ISSUER_KEY_KEY]))
     return needed
 
 
@@ -267,22 +228,25 @@ def hub_values(site: Site, site_data: Mapping) -> dict:
     k8s = site.kubernetes
     assert k8s is not None
     oidc = isinstance(site.auth, OidcAuth)
-    # read by hub_config.kubernetes (the names are its ENV_* constants)
+    # read by hub_config.kubernetes
     env: dict = {
-        "LAKEHUB_SITE": SITE_MOUNT,
-        "LAKEHUB_TOKEN_SOURCE": "token_exchange" if oidc else "hub_issuer",
-        "LAKEHUB_CACHE_URL": cache_url(),
-        "LAKEHUB_CACHE_MOUNT": DEFAULT_CACHE_MOUNT,
-        "LAKEHUB_CACHE_PFN_PREFIX": DEFAULT_CACHE_MOUNT,  # the cache pod mounts it there too
-        "LAKEHUB_TOKEN_URL": token_service_url(),
+        lc.ENV_SITE: lc.SITE_MOUNT,
+        lc.ENV_TOKEN_SOURCE: lc.TOKEN_EXCHANGE if oidc else lc.HUB_ISSUER,
+        lc.ENV_CACHE_URL: cache_url(),
+        lc.ENV_CACHE_MOUNT: lc.CACHE_MOUNT,
+        lc.ENV_CACHE_PFN_PREFIX: lc.CACHE_MOUNT,  # the cache pod mounts it there too
+        lc.ENV_TOKEN_URL: token_service_url(),
     }
     if site.dask.enabled:  # the hub stops a user's clusters with their server
-        env["LAKEHUB_DASK_API_URL"] = (
-            f"http://{DASK_TRAEFIK}.{k8s.namespace}:80{dask_config.PREFIX}"
-        )
-    volumes: list[dict] = [{"name": "lakehub-site", "configMap": {"name": SITE_CONFIGMAP}}]
+        env[lc.ENV_DASK_API_URL] = f"http://{DASK_TRAEFIK}.{k8s.namespace}:80{DASK_PREFIX}"
+    volumes: list[dict] = [{"name": lc.SITE_CONFIGMAP, "configMap": {"name": lc.SITE_CONFIGMAP}}]
     mounts: list[dict] = [
-        {"name": "lakehub-site", "mountPath": SITE_MOUNT, "subPath": SITE_KEY, "readOnly": True}
+        {
+            "name": lc.SITE_CONFIGMAP,
+            "mountPath": lc.SITE_MOUNT,
+            "subPath": lc.SITE_FILE,
+            "readOnly": True,
+        }
     ]
     hub: dict = {"image": image_values(k8s.images.hub)}
     if isinstance(site.auth, OidcAuth):
@@ -290,23 +254,23 @@ def hub_values(site: Site, site_data: Mapping) -> dict:
         # (hub.config.CryptKeeper.keys) comes from it; the client secret reaches
         # GenericOAuthenticator through OAUTH_CLIENT_SECRET, its documented variable.
         hub["existingSecret"] = site.auth.secret_name
-        env["OAUTH_CLIENT_SECRET"] = {
+        env[lc.ENV_OAUTH_CLIENT_SECRET] = {
             "valueFrom": {
-                "secretKeyRef": {"name": site.auth.secret_name, "key": OIDC_CLIENT_SECRET_KEY}
+                "secretKeyRef": {"name": site.auth.secret_name, "key": lc.OIDC_CLIENT_SECRET_KEY}
             }
         }
-        env["LAKEHUB_EXCHANGE_AUDIENCE"] = site.auth.token_exchange_audience
-        env["LAKEHUB_EXCHANGE_TOKEN_URL"] = site.auth.token_url
+        env[lc.ENV_EXCHANGE_AUDIENCE] = site.auth.token_exchange_audience
+        env[lc.ENV_EXCHANGE_TOKEN_URL] = site.auth.token_url
     else:
         # native logins: the hub signs Rucio tokens and creates the Rucio accounts itself
         assert k8s.token_issuer_url is not None
-        env["LAKEHUB_ISSUER_URL"] = k8s.token_issuer_url
-        env["LAKEHUB_ISSUER_KEY_FILE"] = f"{ISSUER_KEY_DIR}/{ISSUER_KEY_KEY}"
-        env["LAKEHUB_RUCIO_ADMIN_USERNAME"] = k8s.rucio_admin_username
-        env["LAKEHUB_RUCIO_ADMIN_PASSWORD_FILE"] = f"{RUCIO_ADMIN_DIR}/{RUCIO_ADMIN_KEY}"
+        env[lc.ENV_ISSUER_URL] = k8s.token_issuer_url
+        env[lc.ENV_ISSUER_KEY_FILE] = f"{lc.ISSUER_KEY_DIR}/{lc.ISSUER_KEY_KEY}"
+        env[lc.ENV_RUCIO_ADMIN_USERNAME] = k8s.rucio_admin_username
+        env[lc.ENV_RUCIO_ADMIN_PASSWORD_FILE] = f"{lc.RUCIO_ADMIN_DIR}/{lc.RUCIO_ADMIN_KEY}"
         for name, secret, key, folder in (
-            ("lakehub-issuer-key", k8s.issuer_key_secret, ISSUER_KEY_KEY, ISSUER_KEY_DIR),
-            ("lakehub-rucio-admin", k8s.rucio_admin_secret, RUCIO_ADMIN_KEY, RUCIO_ADMIN_DIR),
+            ("lakehub-issuer-key", k8s.issuer_key_secret, lc.ISSUER_KEY_KEY, lc.ISSUER_KEY_DIR),
+            ("lakehub-rucio-admin", k8s.rucio_admin_secret, lc.RUCIO_ADMIN_KEY, lc.RUCIO_ADMIN_DIR),
         ):
             volumes.append(
                 {
@@ -335,31 +299,31 @@ def hub_values(site: Site, site_data: Mapping) -> dict:
                 **authenticator_config(site),
                 # a session's own API token may call the cache service (lakehub.fetch),
                 # and the Dask Gateway when the site has one
-                "Spawner": {"server_token_scopes": SERVER_TOKEN_SCOPES + dask_scopes(site)},
+                "Spawner": {"server_token_scopes": server_token_scopes(site)},
             },
             "services": {
-                CACHE_SERVICE: {"url": cache_url(), "display": False},
-                WARM_SERVICE: {"display": False},
-                COURSES_SERVICE: {"display": False},
-                ISSUER_SERVICE: {"url": token_service_url(), "display": False},
+                lc.CACHE_SERVICE: {"url": cache_url(), "display": False},
+                lc.WARM_SERVICE: {"display": False},
+                lc.COURSES_SERVICE: {"display": False},
+                lc.ISSUER_SERVICE: {"url": token_service_url(), "display": False},
                 **dask_hub_services(site),
             },
             "loadRoles": {
                 "user": {
                     "description": "every user: their own things, the shared cache, their own"
                     " renewed Rucio token" + (" and the Dask Gateway" if site.dask.enabled else ""),
-                    "scopes": ["self", CACHE_ACCESS, TOKEN_ACCESS, *dask_scopes(site)],
+                    "scopes": user_scopes(site),
                 },
                 **token_service_role(site),
-                COURSES_SERVICE: {
+                lc.COURSES_SERVICE: {
                     "description": "make course-status: which revision each running server has",
                     "scopes": COURSE_STATUS_SCOPES,
-                    "services": [COURSES_SERVICE],
+                    "services": [lc.COURSES_SERVICE],
                 },
-                WARM_SERVICE: {
+                lc.WARM_SERVICE: {
                     "description": "the cache warm-up job: fetch and pin a course's datasets",
                     "scopes": [CACHE_ACCESS, "admin:servers"],
-                    "services": [WARM_SERVICE],
+                    "services": [lc.WARM_SERVICE],
                 },
             },
         }
@@ -373,10 +337,10 @@ def token_service_role(site: Site) -> dict:
     if not isinstance(site.auth, OidcAuth):
         return {}
     return {
-        ISSUER_SERVICE: {
+        lc.ISSUER_SERVICE: {
             "description": "the token service: read users' auth state to renew Rucio tokens",
             "scopes": ["read:users:name", "admin:auth_state"],
-            "services": [ISSUER_SERVICE],
+            "services": [lc.ISSUER_SERVICE],
         }
     }
 
@@ -387,34 +351,37 @@ def token_service_values(site: Site) -> dict:
     assert k8s is not None
     service: dict = {
         "enabled": True,
-        "name": ISSUER_SERVICE,
-        "port": TOKEN_PORT,
+        "name": lc.ISSUER_SERVICE,
+        "port": lc.ISSUER_PORT,
+        "prefix": lc.service_prefix(lc.ISSUER_SERVICE) + "/",
+        "hubTokenKey": lc.hub_service_token_key(lc.ISSUER_SERVICE),
         "image": image_values(k8s.images.hub),
         "renewSecrets": True,
         "signingKeySecret": None,
-        "signingKeyMountPath": ISSUER_KEY_DIR,
+        "signingKeyMountPath": lc.ISSUER_KEY_DIR,
         "oauthClientSecret": None,
         "hubApiUrl": HUB_API_URL,
     }
     if isinstance(site.auth, OidcAuth):
         service["args"] = [
-            "--source=token_exchange",
+            f"--source={lc.TOKEN_EXCHANGE}",
             f"--exchange-token-url={site.auth.token_url}",
             f"--exchange-client-id={site.auth.client_id}",
             f"--exchange-audience={site.auth.token_exchange_audience}",
         ]
         service["oauthClientSecret"] = {
             "name": site.auth.secret_name,
-            "key": OIDC_CLIENT_SECRET_KEY,
+            "key": lc.OIDC_CLIENT_SECRET_KEY,
+            "env": lc.ENV_OAUTH_CLIENT_SECRET,
         }
     else:
         service["args"] = [
-            "--source=hub_issuer",
+            f"--source={lc.HUB_ISSUER}",
             f"--issuer-url={k8s.token_issuer_url}",
-            f"--key={ISSUER_KEY_DIR}/{ISSUER_KEY_KEY}",
+            f"--key={lc.ISSUER_KEY_DIR}/{lc.ISSUER_KEY_KEY}",
             f"--lifetime={site.tokens.lifetime_seconds}",
         ]
-        service["signingKeySecret"] = {"name": k8s.issuer_key_secret, "key": ISSUER_KEY_KEY}
+        service["signingKeySecret"] = {"name": k8s.issuer_key_secret, "key": lc.ISSUER_KEY_KEY}
     return {"service": service}
 
 
@@ -432,11 +399,15 @@ def singleuser_values(site: Site) -> dict:
         },
         "profileList": [profile_values(p, k8s) for p in k8s.profiles],
         "storage": {
-            # the shared cache, read-only in every user pod (hub_config.kube)
-            "extraVolumes": [cache_volume(DEFAULT_CACHE_CLAIM)],
-            "extraVolumeMounts": [cache_volume_mount(DEFAULT_CACHE_MOUNT)],
+            # the shared cache, read-only in every user pod (spawner_hooks.kube_volumes)
+            "extraVolumes": [cache_volume(lc.CACHE_CLAIM)],
+            "extraVolumeMounts": [cache_volume_mount(lc.CACHE_MOUNT)],
         },
-        "extraEnv": {"LAKEHUB_CACHE_URL": cache_url(), **dask_session_env(site)},
+        "extraEnv": {
+            lc.ENV_CACHE_URL: cache_url(),
+            **course_env(site),
+            **dask_session_env(site),
+        },
         **course_values(site),
         "cloudMetadata": {"blockWithIptables": k8s.block_cloud_metadata},
         # z2jh's policy stays on and keeps privateIPs closed; lakehub's chart adds a policy
@@ -449,11 +420,20 @@ def singleuser_values(site: Site) -> dict:
 
 
 def course_values(site: Site) -> dict:
-    """Course material pulled by nbgitpuller when a user pod starts (postStart hook)."""
+    """Course material pulled by nbgitpuller when a user pod starts: the postStart hook
+    runs the same code as the local stack's spawn (``lakehub.courses``) on the courses
+    in ``$LAKEHUB_COURSES``."""
     if not site.courses:
         return {}
-    script = course_pull_script([(c.source, c.branch, c.target) for c in site.courses])
-    return {"lifecycleHooks": {"postStart": {"exec": {"command": ["sh", "-c", script]}}}}
+    command = ["python3", "-m", "lakehub.courses", "--pod"]
+    return {"lifecycleHooks": {"postStart": {"exec": {"command": command}}}}
+
+
+def course_env(site: Site) -> dict[str, str]:
+    """The courses a session has (the pull above and lakehub's revision report)."""
+    if not site.courses:
+        return {}
+    return {lc.ENV_COURSES: kubespawner_literal(json.dumps(course_entries(site.courses)))}
 
 
 def jupyterhub_values(site: Site, site_data: Mapping) -> dict:
@@ -500,18 +480,13 @@ def proxy_values(k8s: Kubernetes) -> dict:
 # --------------------------------------------------------------------------- Dask Gateway
 
 
-def dask_scopes(site: Site) -> list[str]:
-    """What users (and their servers' tokens) need to use the gateway: access to it."""
-    return [DASK_ACCESS] if site.dask.enabled else []
-
-
 def dask_gateway_address(site: Site) -> DaskGateway:
     """In-cluster addresses: the API through z2jh's proxy (the hub service's route, as
     z2jh documents), scheduler traffic straight to the gateway's own proxy."""
     k8s = site.kubernetes
     assert k8s is not None
     return DaskGateway(
-        address=f"http://proxy-public{dask_config.PREFIX}",
+        address=f"http://proxy-public{DASK_PREFIX}",
         proxy_address=f"gateway://{DASK_TRAEFIK}.{k8s.namespace}:80",
     )
 
@@ -522,7 +497,7 @@ def dask_session_env(site: Site) -> dict[str, str]:
     env = dask_gateway_env(dask_gateway_address(site))
     if site.kubernetes is not None and site.kubernetes.public_url:
         # dashboard links open in the student's browser: the public address
-        env["DASK_GATEWAY__PUBLIC_ADDRESS"] = f"{site.kubernetes.public_url}{dask_config.PREFIX}"
+        env["DASK_GATEWAY__PUBLIC_ADDRESS"] = f"{site.kubernetes.public_url}{DASK_PREFIX}"
     return env
 
 
@@ -533,17 +508,17 @@ def dask_hub_services(site: Site) -> dict:
         return {}
     assert site.kubernetes is not None
     url = f"http://{DASK_TRAEFIK}.{site.kubernetes.namespace}:80"
-    return {dask_config.SERVICE: {"url": url, "display": False}}
+    return {lc.DASK_SERVICE: {"url": url, "display": False}}
 
 
 def dask_gateway_env_list(site: Site) -> list[dict]:
     """``gateway.env``: what hub_services.dask_gateway.kube.configure reads."""
     settings = {
-        dask_kube.ENV_MAX_WORKERS: str(site.dask.max_workers_per_user),
-        dask_kube.ENV_IDLE_TIMEOUT: str(site.dask.idle_timeout_seconds),
-        dask_kube.ENV_CACHE_CLAIM: DEFAULT_CACHE_CLAIM,
-        dask_kube.ENV_CACHE_MOUNT: DEFAULT_CACHE_MOUNT,
-        dask_kube.ENV_TOKEN_DIR: dask_kube.DEFAULT_TOKEN_DIR,
+        lc.ENV_DASK_MAX_WORKERS: str(site.dask.max_workers_per_user),
+        lc.ENV_DASK_IDLE_TIMEOUT: str(site.dask.idle_timeout_seconds),
+        lc.ENV_DASK_CACHE_CLAIM: lc.CACHE_CLAIM,
+        lc.ENV_DASK_CACHE_MOUNT: lc.CACHE_MOUNT,
+        lc.ENV_DASK_TOKEN_DIR: lc.TOKEN_MOUNT,
     }
     return [{"name": k, "value": v} for k, v in settings.items()]
 
@@ -560,14 +535,14 @@ def dask_gateway_values(site: Site) -> dict:
         "enabled": True,
         "fullnameOverride": DASK_FULLNAME,
         "gateway": {
-            "prefix": dask_config.PREFIX,
+            "prefix": DASK_PREFIX,
             # lakehub's hub image: dask-gateway-server plus lakehub's gateway rules
             "image": image_values(k8s.images.hub),
             "auth": {
                 "type": "jupyterhub",
                 # only tokens allowed to access this service; the token the gateway
                 # itself uses comes from z2jh's hub Secret (the chart's default)
-                "jupyterhub": {"apiUrl": HUB_API_URL, "jupyterhubServiceName": dask_config.SERVICE},
+                "jupyterhub": {"apiUrl": HUB_API_URL, "jupyterhubServiceName": lc.DASK_SERVICE},
             },
             "env": dask_gateway_env_list(site),
             "extraConfig": {"lakehub": GATEWAY_LOADER},
@@ -613,12 +588,12 @@ def cache_service_config(site: Site) -> dict:
     assert k8s is not None
     config = service_config(
         site,
-        port=CACHE_PORT,
+        port=lc.CACHE_PORT,
         address="0.0.0.0",  # noqa: S104  (a pod: reached through its Service)
-        root=DEFAULT_CACHE_MOUNT,
-        index=f"{CACHE_STATE_DIR}/index.json",
+        root=lc.CACHE_MOUNT,
+        index=f"{lc.CACHE_STATE_DIR}/index.json",
         admin_username=k8s.rucio_admin_username,
-        password_file=f"{RUCIO_ADMIN_DIR}/{RUCIO_ADMIN_KEY}",
+        password_file=f"{lc.RUCIO_ADMIN_DIR}/{lc.RUCIO_ADMIN_KEY}",
     )
     config["rucio"]["ca_cert"] = None  # refused for clusters (render_values says why)
     return config
@@ -629,31 +604,41 @@ def lakehub_values(site: Site, site_data: Mapping) -> dict:
     assert k8s is not None
     claim = k8s.cache_claim
     return {
-        "site": {"configMapName": SITE_CONFIGMAP, "key": SITE_KEY, "data": dict(site_data)},
-        "hubSecretName": HUB_SECRET,
+        "site": {
+            "configMapName": lc.SITE_CONFIGMAP,
+            "key": lc.SITE_FILE,
+            "mountPath": lc.SITE_MOUNT,
+            "data": dict(site_data),
+        },
+        "hubSecretName": lc.HUB_SECRET,
         "cache": {
             "claim": {
-                "name": DEFAULT_CACHE_CLAIM,
+                "name": lc.CACHE_CLAIM,
                 "storageClassName": claim.storage_class,
                 "size": claim.size,
                 "nfs": {"server": claim.nfs.server, "path": claim.nfs.path} if claim.nfs else None,
             },
-            "mountPath": DEFAULT_CACHE_MOUNT,
+            "mountPath": lc.CACHE_MOUNT,
             "service": {
                 "enabled": True,
-                "name": CACHE_SERVICE,
-                "port": CACHE_PORT,
+                "name": lc.CACHE_SERVICE,
+                "port": lc.CACHE_PORT,
+                "prefix": lc.service_prefix(lc.CACHE_SERVICE) + "/",
+                "hubTokenKey": lc.hub_service_token_key(lc.CACHE_SERVICE),
                 "image": image_values(k8s.images.hub),
                 "config": cache_service_config(site),
-                "configMountPath": CACHE_CONFIG_MOUNT,
-                "stateDir": CACHE_STATE_DIR,
-                "rucioAdminSecret": {"name": k8s.rucio_admin_secret, "key": RUCIO_ADMIN_KEY},
-                "rucioAdminMountPath": RUCIO_ADMIN_DIR,
+                "configMountPath": lc.CACHE_CONFIG_DIR,
+                "stateDir": lc.CACHE_STATE_DIR,
+                "rucioAdminSecret": {"name": k8s.rucio_admin_secret, "key": lc.RUCIO_ADMIN_KEY},
+                "rucioAdminMountPath": lc.RUCIO_ADMIN_DIR,
                 "hubApiUrl": HUB_API_URL,
             },
             "warm": {
                 "enabled": False,
-                "hubServiceName": WARM_SERVICE,
+                "hubServiceName": lc.WARM_SERVICE,
+                "hubTokenKey": lc.hub_service_token_key(lc.WARM_SERVICE),
+                "courseMountPath": lc.COURSE_CONFIG_DIR,
+                "env": [{"name": lc.ENV_CACHE_URL, "value": cache_url()}],
                 "image": image_values(k8s.images.hub),
                 "course": {"name": f"{site.name} warm-up", "datasets": [], "pin": True},
             },
@@ -700,27 +685,9 @@ def render_values(site: Site, site_data: Mapping, source: str = "site file") -> 
     return copy.deepcopy(values)
 
 
-def load(path: str | os.PathLike[str]) -> tuple[Site, dict]:
-    """The validated site and the file as parsed YAML; raises SiteError."""
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise SiteError(str(path), ["the file does not exist"]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SiteError(str(path), [f"cannot read the file: {exc}"]) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise SiteError(str(path), [f"{where}not valid YAML ({problem})"]) from None
-    site = resolve_paths(parse_site(data, str(path)), path.parent.resolve())
-    return site, data
-
-
-def values_for_file(path: str | os.PathLike[str]) -> dict:
+def values_for_file(path: str | Path) -> dict:
     """Read, validate and render a site file; raises SiteError or ValuesError."""
-    site, data = load(path)
+    site, data = read(path)
     return render_values(site, data, str(path))
 
 
@@ -743,21 +710,6 @@ def dump(values: Mapping, source: str = "the site file") -> str:
     return HEADER.format(source=source) + body
 
 
-def write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m hub_config.values",
@@ -773,7 +725,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     try:
-        site, data = load(args.site)
+        site, data = read(args.site)
         values = render_values(site, data, str(args.site))
     except SiteError as exc:  # ValuesError included
         print(exc, file=sys.stderr)
@@ -793,7 +745,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.output is None:
         sys.stdout.write(text)
     else:
-        write_atomically(args.output, text)
+        atomic_write(args.output, text, 0o644)
     return 0
 
 

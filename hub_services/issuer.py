@@ -6,9 +6,9 @@
   both at the root (locally the issuer URL is this process) and under the service prefix
   (on Kubernetes the issuer URL is ``<hub>/services/lakehub-issuer``, through the proxy).
 * Every site, when run as a hub service: fresh tokens for running sessions
-  (``/api/token``, see ``hub_services.tokens``), from the hub's key or by token exchange
-  (``hub_services.token_sources``), optionally renewing the users' session Secrets
-  (``--renew-secrets-in NAMESPACE``, ``hub_services.secret_renewal``).
+  (``/api/token``, see ``tokens.broker``), from the hub's key or by token exchange
+  (``tokens.sources``), optionally renewing the users' session Secrets
+  (``--renew-secrets-in NAMESPACE``, ``tokens.secret_renewal``).
 
 Locally the hub runs it as a managed service; on Kubernetes it is the chart's
 ``lakehub-issuer`` Deployment.
@@ -30,8 +30,17 @@ from urllib.parse import urlsplit
 from jupyterhub.services.auth import HubAuth
 from tornado import web
 
-from hub_services.tokens import SERVICE_NAME, TokenBroker, TokenHandler
-from spawner_hooks.tokens import discovery_document, public_jwks
+from hub_services.hub_auth import service_hub_auth
+from hub_services.token_api import TokenHandler
+from lakehub.contract import (
+    ENV_OAUTH_CLIENT_SECRET,
+    HUB_ISSUER,
+    ISSUER_SERVICE,
+    TOKEN_API_PATH,
+    TOKEN_EXCHANGE,
+)
+from tokens.broker import TokenBroker
+from tokens.mint import discovery_document, public_jwks
 
 log = logging.getLogger("lakehub.issuer")
 
@@ -76,7 +85,7 @@ def make_app(
             (r"/(?:authorize|token|userinfo)", _JSON, {"body": refusal, "status": 400}),
         ]
     if broker is not None:
-        routes.append((r"/api/token", TokenHandler))
+        routes.append((TOKEN_API_PATH, TokenHandler))
     prefix = prefix.rstrip("/")
     if prefix:
         routes += [(prefix + pattern, *rest) for pattern, *rest in routes]
@@ -91,20 +100,20 @@ def _quiet_log(handler: web.RequestHandler) -> None:
 
 
 def make_source(args: argparse.Namespace, key):
-    if args.source == "hub_issuer":
-        from hub_services.token_sources import IssuerSource
-        from spawner_hooks.tokens import Issuer
+    if args.source == HUB_ISSUER:
+        from tokens.mint import Issuer
+        from tokens.sources import IssuerSource
 
         return IssuerSource(Issuer(args.issuer_url, key, args.lifetime))
-    from hub_services.token_sources import ExchangeSource
-    from spawner_hooks.kube import TokenExchange
+    from tokens.exchange import TokenExchange
+    from tokens.sources import ExchangeSource
 
     exchange = TokenExchange(
         audience=args.exchange_audience,
         scope=args.exchange_scope or None,
         token_url=args.exchange_token_url,
         client_id=args.exchange_client_id,
-        client_secret=os.environ.get("OAUTH_CLIENT_SECRET"),
+        client_secret=os.environ.get(ENV_OAUTH_CLIENT_SECRET),
         ca_cert=args.exchange_ca_cert,
     )
     return ExchangeSource(
@@ -117,16 +126,11 @@ async def serve(args: argparse.Namespace, key) -> None:
     if "JUPYTERHUB_API_TOKEN" in os.environ:  # run as a hub service: serve sessions too
         renewers = ()
         if args.renew_secrets_in:
-            from hub_services.secret_renewal import SecretRenewer
+            from tokens.secret_renewal import SecretRenewer
 
             renewers = (SecretRenewer(args.renew_secrets_in, args.kubeconfig),)
         broker = TokenBroker(make_source(args, key), renewers)
-        hub_auth = HubAuth(
-            api_token=os.environ["JUPYTERHUB_API_TOKEN"],
-            api_url=os.environ["JUPYTERHUB_API_URL"],
-            cache_max_age=300,
-        )
-        hub_auth.access_scopes = {f"access:services!service={SERVICE_NAME}"}
+        hub_auth = service_hub_auth(ISSUER_SERVICE, cache_max_age=300)
     prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "")
     app = make_app(args.issuer_url, key, broker, hub_auth, prefix)
     address, port = listen_address(args)
@@ -150,7 +154,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--key", type=Path, help="the signing key file (JWK); hub_issuer only")
     p.add_argument("--lifetime", type=int, default=3600, help="seconds a token lives")
     p.add_argument("--listen", help="HOST:PORT to listen on (default: the issuer URL's)")
-    p.add_argument("--source", choices=["hub_issuer", "token_exchange"], default="hub_issuer")
+    p.add_argument("--source", choices=[HUB_ISSUER, TOKEN_EXCHANGE], default=HUB_ISSUER)
     p.add_argument("--exchange-token-url", help="the identity provider's token endpoint")
     p.add_argument("--exchange-client-id", help="the OAuth client (secret: $OAUTH_CLIENT_SECRET)")
     p.add_argument("--exchange-audience", default="rucio")
@@ -163,9 +167,9 @@ def parser() -> argparse.ArgumentParser:
 
 def check(args: argparse.Namespace) -> str | None:
     """What is wrong with the arguments, in words, or None (pure)."""
-    if args.source == "hub_issuer":
+    if args.source == HUB_ISSUER:
         if not args.issuer_url:
-            return "--issuer-url is required with --source hub_issuer"
+            return f"--issuer-url is required with --source {HUB_ISSUER}"
         if not args.key or not args.key.is_file():
             return f"--key: the signing key file {args.key} does not exist"
     else:
@@ -174,14 +178,14 @@ def check(args: argparse.Namespace) -> str | None:
             for flag, value in (
                 ("--exchange-token-url", args.exchange_token_url),
                 ("--exchange-client-id", args.exchange_client_id),
-                ("$OAUTH_CLIENT_SECRET", os.environ.get("OAUTH_CLIENT_SECRET")),
+                (f"${ENV_OAUTH_CLIENT_SECRET}", os.environ.get(ENV_OAUTH_CLIENT_SECRET)),
             )
             if not value
         ]
         if missing:
-            return "--source token_exchange needs " + ", ".join(missing)
+            return f"--source {TOKEN_EXCHANGE} needs " + ", ".join(missing)
         if "JUPYTERHUB_API_TOKEN" not in os.environ:
-            return "--source token_exchange runs only as a hub service ($JUPYTERHUB_API_TOKEN)"
+            return f"--source {TOKEN_EXCHANGE} runs only as a hub service ($JUPYTERHUB_API_TOKEN)"
     if not args.issuer_url and not args.listen:
         return "give --listen HOST:PORT (or --issuer-url)"
     return None
@@ -197,8 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.issuer_url:
         args.issuer_url = args.issuer_url.rstrip("/")
     key = None
-    if args.source == "hub_issuer":
-        from spawner_hooks.tokens import load_signing_key
+    if args.source == HUB_ISSUER:
+        from tokens.mint import load_signing_key
 
         key = load_signing_key(args.key)
     asyncio.run(serve(args, key))

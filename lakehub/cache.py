@@ -15,6 +15,8 @@ from pathlib import Path
 
 import httpx
 
+from lakehub.contract import BEARER_TOKEN_FILE, ENV_CACHE_URL
+
 
 class CacheError(RuntimeError):
     """The cache could not provide the dataset; the message says why."""
@@ -43,15 +45,15 @@ def _settings(
     url: str | None, token: str | None, rucio_token: str | None
 ) -> tuple[str, dict[str, str]]:
     """Where the cache is and who is asking; a session's environment has all of it."""
-    url = url or os.environ.get("LAKEHUB_CACHE_URL")
+    url = url or os.environ.get(ENV_CACHE_URL)
     token = token or os.environ.get("JUPYTERHUB_API_TOKEN")
     if not url or not token:
         raise CacheUnavailable(
-            "no shared cache in this session (LAKEHUB_CACHE_URL or JUPYTERHUB_API_TOKEN unset)"
+            f"no shared cache in this session ({ENV_CACHE_URL} or JUPYTERHUB_API_TOKEN unset)"
         )
     headers = {"Authorization": f"token {token}"}
     if rucio_token is None:
-        token_file = os.environ.get("BEARER_TOKEN_FILE")
+        token_file = os.environ.get(BEARER_TOKEN_FILE)
         if token_file and Path(token_file).is_file():
             rucio_token = Path(token_file).read_text().strip()
     if rucio_token:

@@ -1,5 +1,6 @@
-"""Jupyter server extension: keep the session's Rucio token fresh (lakehub.tokens) and
-make rucio-jupyterlab use the hub-issued token at once.
+"""Jupyter server extension: keep the session's Rucio token fresh
+(lakehub.token_refresher), make rucio-jupyterlab use the hub-issued token at once, and
+report the home's course revisions (lakehub.courses).
 
 rucio-jupyterlab only calls Rucio for an instance after credentials for it were stored
 in its own small database (normally when a person picks an auth method in its settings
@@ -23,7 +24,7 @@ def instances_using_token_file(server_config: dict) -> list[str]:
 def _start_token_refresher(server_app) -> None:
     from tornado.ioloop import IOLoop
 
-    from lakehub.tokens import adopt_seed_from_environment, from_environment
+    from lakehub.token_refresher import adopt_seed_from_environment, from_environment
 
     try:  # Kubernetes: the token file exists before any kernel or terminal starts
         adopt_seed_from_environment()
@@ -59,6 +60,7 @@ def _add_course_report(server_app) -> None:
     from jupyter_server.utils import url_path_join
     from tornado import web
 
+    from lakehub.contract import COURSE_REPORT_PATH
     from lakehub.courses import report
 
     class CourseReport(APIHandler):
@@ -68,7 +70,7 @@ def _add_course_report(server_app) -> None:
 
     base = server_app.web_app.settings["base_url"]
     server_app.web_app.add_handlers(
-        ".*$", [(url_path_join(base, "lakehub", "courses"), CourseReport)]
+        ".*$", [(url_path_join(base, COURSE_REPORT_PATH), CourseReport)]
     )
 
 

@@ -19,6 +19,8 @@ import importlib.util
 import os
 import sys
 
+from lakehub.contract import BEARER_TOKEN_FILE
+
 TARGET = "rucio.client.baseclient"
 
 
@@ -64,7 +66,7 @@ class _PatchOnImport(importlib.abc.MetaPathFinder):
 
 
 def activate() -> None:
-    if not os.environ.get("BEARER_TOKEN_FILE"):
+    if not os.environ.get(BEARER_TOKEN_FILE):
         return
     if TARGET in sys.modules:
         patch(sys.modules[TARGET])

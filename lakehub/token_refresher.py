@@ -20,26 +20,34 @@ from the seed and adopts it again whenever it holds a later token than the file.
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 import logging
 import os
-import tempfile
 import time
 from pathlib import Path
 
-NOTICE = "LAKEHUB-TOKEN-NOTICE.md"
+import jwt
+
+from lakehub.contract import (
+    BEARER_TOKEN_FILE,
+    ENV_TOKEN_SEED,
+    ENV_TOKEN_URL,
+    TOKEN_API_PATH,
+    TOKEN_NOTICE_FILE,
+)
+from lakehub.files import write_private
+
+NOTICE = TOKEN_NOTICE_FILE
 MIN_PAUSE = 5.0
 MAX_PAUSE = 300.0
 
 
 def token_times(token: str) -> tuple[int, int]:
-    """(issued-at, expiry) of a JWT, read without verifying it (pure)."""
+    """(issued-at, expiry) of a JWT, read without verifying it (Rucio verifies it; the
+    session only needs to know when to renew) (pure)."""
     try:
-        payload = token.split(".")[1]
-        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        claims = jwt.decode(token, options={"verify_signature": False})
         return int(claims.get("iat") or claims.get("nbf") or 0), int(claims["exp"])
-    except (IndexError, KeyError, ValueError, TypeError):
+    except (jwt.PyJWTError, KeyError, ValueError, TypeError):
         return 0, 0
 
 
@@ -55,15 +63,9 @@ def next_pause(previous: float, shortest: float = MIN_PAUSE) -> float:
 
 
 def write_token(path: Path, token: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(token.strip())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """The token file: 0600, atomic, no trailing newline (rucio-jupyterlab sends the
+    file's content as a header as it is)."""
+    write_private(path, token.strip())
 
 
 def newer_seed(seed: str | None, current: str | None) -> bool:
@@ -93,7 +95,7 @@ def adopt_seed(token_file: Path, seed_file: Path) -> bool:
 def adopt_seed_from_environment() -> bool:
     """At server start: install ``$LAKEHUB_TOKEN_SEED`` as ``$BEARER_TOKEN_FILE`` if it
     is newer, whether or not a token service is configured."""
-    token_file, seed = os.environ.get("BEARER_TOKEN_FILE"), os.environ.get("LAKEHUB_TOKEN_SEED")
+    token_file, seed = os.environ.get(BEARER_TOKEN_FILE), os.environ.get(ENV_TOKEN_SEED)
     if not (token_file and seed):
         return False
     return adopt_seed(Path(token_file), Path(seed))
@@ -133,7 +135,7 @@ class TokenRefresher:
 
         async with httpx.AsyncClient(timeout=30) as client:
             r = await client.get(
-                f"{self.service_url}/api/token",
+                f"{self.service_url}{TOKEN_API_PATH}",
                 headers={"Authorization": f"token {self.api_token}"},
             )
         if r.status_code != 200:
@@ -190,12 +192,12 @@ class TokenRefresher:
 
 
 def from_environment(log: logging.Logger) -> TokenRefresher | None:
-    token_file = os.environ.get("BEARER_TOKEN_FILE")
-    url = os.environ.get("LAKEHUB_TOKEN_URL")
+    token_file = os.environ.get(BEARER_TOKEN_FILE)
+    url = os.environ.get(ENV_TOKEN_URL)
     api_token = os.environ.get("JUPYTERHUB_API_TOKEN")
     if not (token_file and url and api_token):
         return None
-    seed = os.environ.get("LAKEHUB_TOKEN_SEED")
+    seed = os.environ.get(ENV_TOKEN_SEED)
     return TokenRefresher(
         Path(token_file), url, api_token, Path.home(), log, seed_file=Path(seed) if seed else None
     )

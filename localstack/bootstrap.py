@@ -17,9 +17,9 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from hub_config.site import DemoData, RucioInstance
 from localstack import rucio_server
-from localstack.paths import StackPaths
+from sitefile import DemoData, RucioInstance
+from sitefile.state import StackPaths
 
 
 class DemoDataChanged(RuntimeError):

@@ -16,9 +16,9 @@ import secrets
 import subprocess
 from pathlib import Path
 
+from lakehub.files import atomic_write, write_private
 from localstack import procs
-from localstack.paths import StackPaths, venv_bin
-from spawner_hooks.files import atomic_write, write_private
+from sitefile.state import StackPaths, venv_bin
 
 ROOT_USERNAME = "root"
 PROCESS = "rucio"

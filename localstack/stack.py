@@ -19,14 +19,14 @@ import sys
 import time
 from pathlib import Path
 
-from hub_config.site import Site, SiteError, load_site
+from lakehub.files import write_private
 from localstack import procs, rucio_server
 from localstack.bootstrap import DemoDataChanged
 from localstack.hubclient import HubAdmin, HubError, approve_signup, signup
-from localstack.paths import REPO, StackPaths, chp_binary, venv_bin
-from spawner_hooks.files import write_private
+from sitefile import Site, SiteError, load_site
+from sitefile.state import REPO, StackPaths, chp_binary, venv_bin
 from spawner_hooks.local_spawner import SYSTEM_USER_PREFIX
-from spawner_hooks.tokens import create_signing_key
+from tokens.mint import create_signing_key
 
 HUB = "jupyterhub"
 DEFAULT_SITE = REPO / "examples" / "site.local.yaml"
@@ -171,7 +171,8 @@ def demo_did(site: Site) -> str:
 def publish_first_revisions(site: Site, paths: StackPaths) -> None:
     """Courses never published get their first revision, so students have it at once;
     later revisions are the instructor's call (`make push-notebooks`)."""
-    from localstack.courses import CourseError, mirror, push
+    from courses.git import CourseError
+    from courses.local import mirror, push
 
     for course in site.courses:
         if (mirror(paths, course.name) / "HEAD").exists():

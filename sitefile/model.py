@@ -3,20 +3,18 @@
 A sysadmin writes one YAML file (see ``examples/site.local.yaml`` and
 ``examples/site.cluster.yaml``); everything else (the local JupyterHub configuration, the
 z2jh Helm values in ``hub_config.values``) is rendered from the :class:`Site` object built
-here.  Bad input never produces a traceback: :func:`load_site`
+here (the loader is :mod:`sitefile.load`).  Bad input never produces a traceback: it
 raises :class:`SiteError`, whose message names every offending field path.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import os
 import re
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -27,6 +25,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from lakehub.contract import HUB_ISSUER
 
 # Rucio's own limits for account names (rucio.common.schema.generic: ACCOUNT).
 RUCIO_ACCOUNT_PATTERN = re.compile(r"^[a-z0-9_-]+$")
@@ -158,8 +158,8 @@ class Rucio(_Model):
 class Tokens(_Model):
     """How the hub obtains the Rucio token it gives each session."""
 
-    source: Literal["hub_issuer"] = Field(
-        "hub_issuer",
+    source: Literal[HUB_ISSUER] = Field(
+        HUB_ISSUER,
         description="hub_issuer: a signing key held by the hub mints short-lived JWTs that "
         "the Rucio server trusts (the embedded local default)",
     )
@@ -914,73 +914,3 @@ def parse_site(data: object, source: str = "site file") -> Site:
         return Site.model_validate(data)
     except ValidationError as exc:
         raise SiteError(source, [_describe(e) for e in exc.errors()]) from None
-
-
-def load_site(path: str | os.PathLike[str]) -> Site:
-    """Read, validate and resolve a site file.
-
-    Relative paths inside the file (notebooks.source, course folders, cache.path, rucio
-    ca_cert) are resolved against the folder holding the site file.
-    """
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SiteError(str(path), ["the file does not exist"]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SiteError(str(path), [f"cannot read the file: {exc}"]) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise SiteError(str(path), [f"{where}not valid YAML ({problem})"]) from None
-    site = parse_site(data, str(path))
-    return resolve_paths(site, path.parent.resolve())
-
-
-def resolve_paths(site: Site, base: Path) -> Site:
-    """Return a copy of ``site`` whose relative paths are anchored at ``base``."""
-
-    def anchor(p: Path | None) -> Path | None:
-        if p is None:
-            return None
-        return p if p.is_absolute() else (base / p).resolve()
-
-    instances = [i.model_copy(update={"ca_cert": anchor(i.ca_cert)}) for i in site.rucio.instances]
-    return site.model_copy(
-        update={
-            "rucio": site.rucio.model_copy(update={"instances": instances}),
-            "notebooks": site.notebooks.model_copy(
-                update={"source": anchor(site.notebooks.source)}
-            ),
-            "cache": site.cache.model_copy(update={"path": anchor(site.cache.path)}),
-            "courses": [
-                c if c.is_git_url else c.model_copy(update={"source": str(anchor(Path(c.source)))})
-                for c in site.courses
-            ],
-        }
-    )
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m hub_config.site FILE``: validate a site file and say what it describes."""
-    import sys
-
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        print("usage: python -m hub_config.site SITE.yaml", file=sys.stderr)
-        return 2
-    try:
-        site = load_site(args[0])
-    except SiteError as exc:
-        print(exc, file=sys.stderr)
-        return 1
-    default = site.rucio.default
-    print(f"{args[0]}: OK - site {site.name!r}, Rucio {default.name} at {default.rucio_host}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

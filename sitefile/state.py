@@ -1,4 +1,7 @@
-"""Where the embedded stack keeps its state.  One folder; `make clean` removes it."""
+"""Where a local site keeps its state (the embedded stack of `make up`, and the tests'
+stacks): secrets, the Rucio and hub databases, homes, the cache, course mirrors.  One
+folder; `make clean` removes it.  Also where the environments and tools live
+(``$LAKEHUB_HOME``, by default ``<repo>/.lakehub``)."""
 
 from __future__ import annotations
 
@@ -6,12 +9,14 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from lakehub.contract import DASK_SERVICE, ENV_HOME, ENV_STATE, ISSUER_KEY_KEY
+
 REPO = Path(__file__).resolve().parent.parent
 
 
 def lakehub_home() -> Path:
     """Environments, tools and state live here (default: ``<repo>/.lakehub``)."""
-    return Path(os.environ.get("LAKEHUB_HOME") or REPO / ".lakehub").resolve()
+    return Path(os.environ.get(ENV_HOME) or REPO / ".lakehub").resolve()
 
 
 @dataclass(frozen=True)
@@ -20,7 +25,7 @@ class StackPaths:
 
     @classmethod
     def default(cls) -> StackPaths:
-        return cls(Path(os.environ.get("LAKEHUB_STATE") or lakehub_home() / "state").resolve())
+        return cls(Path(os.environ.get(ENV_STATE) or lakehub_home() / "state").resolve())
 
     # secrets: folder 0700, files 0600
     @property
@@ -33,7 +38,7 @@ class StackPaths:
 
     @property
     def issuer_key(self) -> Path:
-        return self.secrets / "issuer-key.json"
+        return self.secrets / ISSUER_KEY_KEY
 
     @property
     def admin_token(self) -> Path:
@@ -57,7 +62,7 @@ class StackPaths:
 
     @property
     def dask_gateway(self) -> Path:
-        return self.state / "dask-gateway"
+        return self.state / DASK_SERVICE
 
     @property
     def dask_clusters(self) -> Path:

@@ -1,7 +1,8 @@
 """Run one of lakehub's modules as the owner of a home, with a JSON request on stdin.
 
 Both the session-file writer (:mod:`spawner_hooks.home_writer`) and the course pull
-(:mod:`spawner_hooks.courses`) work inside a student's home.  Doing that work in a child
+(:mod:`lakehub.courses`) work inside a student's home; the child's side is
+:func:`lakehub.child.child_main`.  Doing that work in a child
 process with the student's uid means a link planted in the home cannot redirect the
 hub's writes, and the request (which may hold a token) travels on a pipe, never in
 arguments or the environment.  The hub's event loop only awaits.
@@ -12,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 
 class ChildFailed(RuntimeError):
@@ -51,14 +52,3 @@ async def run_as_owner(
         detail = out.decode(errors="replace").strip() or err.decode(errors="replace")[-500:]
         raise ChildFailed(detail)
     return json.loads(out or b"{}")
-
-
-def child_main(apply: Callable[[dict], dict]) -> int:
-    """The child's side: read the request, print the reply (or one error line) as JSON."""
-    try:
-        reply = apply(json.load(sys.stdin))
-    except Exception as exc:  # reported to the hub as one line, never as a traceback
-        print(json.dumps({"error": f"{type(exc).__name__}: {exc}"}))
-        return 1
-    print(json.dumps(reply))
-    return 0

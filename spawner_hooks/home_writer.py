@@ -11,9 +11,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from lakehub.child import child_main
+from lakehub.files import atomic_write, write_private
 from spawner_hooks import notebooks
-from spawner_hooks.as_owner import child_main
-from spawner_hooks.files import atomic_write, write_private
 
 
 def apply(bundle: dict) -> dict:

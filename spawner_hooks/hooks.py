@@ -17,10 +17,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from hub_config.site import Site
+from lakehub import contract
+from sitefile import Site
 from spawner_hooks import notebooks, session
 from spawner_hooks.as_owner import ChildFailed, run_as_owner
-from spawner_hooks.courses import CourseDelivery
+from spawner_hooks.courses import CourseDelivery, course_entries
 from spawner_hooks.names import rucio_account
 from spawner_hooks.rucio import (
     AccountCollision,
@@ -28,7 +29,7 @@ from spawner_hooks.rucio import (
     RucioAccounts,
     RucioUnavailable,
 )
-from spawner_hooks.tokens import Issuer, oidc_identity
+from tokens.mint import Issuer, oidc_identity
 
 # a child of JupyterHub's own logger, so these lines land in the hub's log
 log = logging.getLogger("JupyterHub").getChild("lakehub")
@@ -58,9 +59,11 @@ def assemble_bundle(
     cache_url: str | None = None,
     token_url: str | None = None,
     dask: session.DaskGateway | None = None,
+    courses: CourseDelivery | None = None,
 ) -> SessionBundle:
     """The bundle from its parts, with the shared builders (pure); both token sources
-    (the hub's issuer, the OIDC exchange) end here."""
+    (the hub's issuer, the OIDC exchange) end here.  The session's courses are those the
+    spawn pulls (``courses``: the local mirrors) or else the site's own."""
     return SessionBundle(
         account=account,
         token=token,
@@ -72,7 +75,7 @@ def assemble_bundle(
             paths,
             cache_url=cache_url,
             token_url=token_url,
-            courses=[(c.name, c.target) for c in site.courses],
+            courses=course_entries(courses.courses if courses else site.courses),
             dask=dask,
         ),
         problems=problems,
@@ -96,7 +99,12 @@ class HomeDelivery:
 
     @staticmethod
     def paths(spawner) -> session.SessionPaths:
-        return session.SessionPaths(PurePosixPath(spawner.home_dir) / ".lakehub")
+        return session.SessionPaths(PurePosixPath(spawner.home_dir) / contract.SESSION_DIR)
+
+    @staticmethod
+    def environment(env: dict[str, str]) -> dict[str, str]:
+        """The session's variables as the spawner takes them: as they are."""
+        return env
 
     def request(self, spawner, bundle: SessionBundle) -> dict:
         """The JSON document handed to the writer (pure)."""
@@ -106,7 +114,7 @@ class HomeDelivery:
             "session_dir": str(paths.root),
             "files": {str(p): text for p, text in bundle.files.items()},
             "private": {str(paths.token): bundle.token} if bundle.token else {},
-            "notice_name": session.NOTICE_NAME,
+            "notice_name": contract.NOTICE_FILE,
             "notice": session.notice_markdown(bundle.problems) if bundle.problems else "",
             "notebooks": {
                 "source": str(self.notebooks_source),
@@ -203,6 +211,7 @@ class LakehubHooks:
             cache_url=self.cache_url,
             token_url=self.token_url,
             dask=self.dask,
+            courses=self.courses,
         )
 
     async def pre_spawn(self, spawner) -> None:
@@ -225,4 +234,4 @@ async def deliver(delivery, spawner, bundle: SessionBundle) -> None:
     except DeliveryFailed as exc:
         log.error("lakehub: %s", exc)
     # a fresh dict: never mutate a dict that may be shared through config
-    spawner.environment = {**spawner.environment, **bundle.env}
+    spawner.environment = {**spawner.environment, **delivery.environment(bundle.env)}

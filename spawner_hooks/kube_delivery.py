@@ -10,7 +10,7 @@ builders from :mod:`spawner_hooks.session`); only the delivery differs:
   (``/var/run/lakehub-token/rucio-token``, ``BEARER_TOKEN_FILE``): lakehub's refresher
   in the pod seeds it from the Secret's copy (``LAKEHUB_TOKEN_SEED``) and replaces it
   with renewed tokens from the token service (``LAKEHUB_TOKEN_URL``).  The token service
-  also rewrites the Secret's copy after each renewal (``hub_services.secret_renewal``),
+  also rewrites the Secret's copy after each renewal (:mod:`tokens.secret_renewal`),
   finding a user's Secrets by the ``lakehub/user`` label (a hash of the user name).
 * KubeSpawner writes the server's JupyterHub API token as a plain env value in the pod
   spec (its upstream issue 398).  lakehub puts it into the same Secret and turns
@@ -20,53 +20,48 @@ builders from :mod:`spawner_hooks.session`); only the delivery differs:
   so the hub replaces a Secret by delete + create.  It is created before the pod exists,
   so an owner reference to the pod is impossible; the Secret is removed in the stop path
   (``post_stop_hook``), which JupyterHub runs after every stop, failed starts included.
-* Sites that log in through OIDC get the Rucio token by an RFC 8693 token exchange at
-  the identity provider (:class:`TokenExchange`, httpx, asynchronous) instead of the
-  hub's own issuer: :class:`TokenExchangeHooks`.
 
 Every Kubernetes call goes through KubeSpawner's own asynchronous client
 (kubernetes_asyncio, ``spawner.api``), with the hub's identity; nothing blocks the hub's
-event loop.
+event loop.  The hooks that use it: :mod:`spawner_hooks.kube_session`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
-import json
 import logging
-import ssl
-import time
 import weakref
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from urllib.parse import quote
 
-from hub_config.site import Site
-from spawner_hooks import session
-from spawner_hooks.hooks import (
-    DeliveryFailed,
-    LakehubHooks,
-    SessionBundle,
-    assemble_bundle,
-    deliver,
+from lakehub.contract import (
+    API_TOKEN_KEY,
+    NOTICE_FILE,
+    PART_OF,
+    PART_OF_LABEL,
+    POD_HOME,
+    POD_LABEL,
+    RUCIO_JUPYTERLAB_DIR,
+    SESSION_DIR,
+    SESSION_MOUNT,
+    SESSION_VOLUME,
+    TOKEN_EXPIRES_ANNOTATION,
+    TOKEN_FILE,
+    TOKEN_MOUNT,
+    TOKEN_VOLUME,
+    USER_LABEL,
+    USER_TOKEN_SECRET_PREFIX,
+    session_secret_name,
+    user_label,
 )
-from spawner_hooks.names import rucio_account
+from spawner_hooks import session
+from spawner_hooks.hooks import DeliveryFailed, SessionBundle
 
 log = logging.getLogger("JupyterHub").getChild("lakehub")
 
-SESSION_MOUNT = "/var/run/lakehub"
-SESSION_VOLUME = "lakehub-session"
-TOKEN_MOUNT = "/var/run/lakehub-token"  # noqa: S105 (a path, not a secret)
-TOKEN_VOLUME = "lakehub-token"  # noqa: S105 (a name, not a secret)
-USER_LABEL = "lakehub/user"
-DEFAULT_HOME = "/home/jovyan"
 NOTEBOOK_CONTAINER = "notebook"  # KubeSpawner's name for the single-user container
-TOKEN_EXPIRES_ANNOTATION = "lakehub/token-expires"  # noqa: S105 (a name, not a secret)
-# RFC 8693 identifiers (names, not secrets)
-TOKEN_EXCHANGE_GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"  # noqa: S105
-ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"  # noqa: S105
+API_TOKEN_ENV = ("JUPYTERHUB_API_TOKEN", "JPY_API_TOKEN")  # KubeSpawner's plain env names
 
 
 # --- paths ------------------------------------------------------------------------------
@@ -79,16 +74,16 @@ class KubeSessionPaths(session.SessionPaths):
     included; the live token is in the writable ``live`` folder (an emptyDir); what the
     session writes itself (rucio-jupyterlab's state) lives under ``state`` in the home."""
 
-    state: PurePosixPath = PurePosixPath(DEFAULT_HOME) / ".lakehub"
+    state: PurePosixPath = PurePosixPath(POD_HOME) / SESSION_DIR
     live: PurePosixPath = PurePosixPath(TOKEN_MOUNT)
 
     @property
     def token(self) -> PurePosixPath:
-        return self.live / TOKEN_KEY
+        return self.live / TOKEN_FILE
 
     @property
     def token_seed(self) -> PurePosixPath:
-        return self.root / TOKEN_KEY
+        return self.root / TOKEN_FILE
 
     @property
     def jupyter_config_dir(self) -> PurePosixPath:
@@ -96,23 +91,10 @@ class KubeSessionPaths(session.SessionPaths):
 
     @property
     def rucio_jupyterlab_dir(self) -> PurePosixPath:
-        return self.state / "rucio-jupyterlab"
+        return self.state / RUCIO_JUPYTERLAB_DIR
 
 
 # --- pure builders ----------------------------------------------------------------------
-
-
-TOKEN_KEY = "rucio-token"  # noqa: S105 (the Secret key / file name of the token)
-API_TOKEN_KEY = "jupyterhub-api-token"  # noqa: S105 (a Secret key, not a secret)
-API_TOKEN_ENV = ("JUPYTERHUB_API_TOKEN", "JPY_API_TOKEN")  # KubeSpawner's plain env names
-
-
-def secret_name(pod_name: str) -> str:
-    """The Secret of a server; pod names are DNS labels, so this is a valid name."""
-    return f"{pod_name}-lakehub"
-
-
-USER_TOKEN_PREFIX = "lakehub-rucio-token-"  # noqa: S105 (a name prefix)
 
 
 def user_token_secret_name(username: str) -> str:
@@ -121,13 +103,13 @@ def user_token_secret_name(username: str) -> str:
     safe slug keeps every hub name a valid, distinct object name."""
     from kubespawner.slugs import safe_slug
 
-    return safe_slug(USER_TOKEN_PREFIX + username)
+    return safe_slug(USER_TOKEN_SECRET_PREFIX + username)
 
 
-def user_label(username: str) -> str:
-    """A label value naming a user whatever characters the name has (label values
-    allow 63 of ``[A-Za-z0-9_.-]``): the first 40 hex digits of its SHA-256."""
-    return hashlib.sha256(username.encode()).hexdigest()[:40]
+def kubespawner_literal(value: str) -> str:
+    """``value`` as KubeSpawner keeps it: it expands ``{username}``-style fields in the
+    environment's values, so the braces of a JSON value are doubled (pure)."""
+    return value.replace("{", "{{").replace("}", "}}")
 
 
 def session_files(paths: session.SessionPaths, bundle: SessionBundle) -> dict[str, bytes]:
@@ -143,10 +125,10 @@ def session_files(paths: session.SessionPaths, bundle: SessionBundle) -> dict[st
             raise ValueError(f"{path} is not directly in the session mount {paths.root}")
         files[path.name] = text.encode()
     if bundle.problems:
-        files[session.NOTICE_NAME] = session.notice_markdown(bundle.problems).encode()
+        files[NOTICE_FILE] = session.notice_markdown(bundle.problems).encode()
     if bundle.token:
         # exactly the token: rucio-clients and rucio-jupyterlab want no trailing newline
-        files[TOKEN_KEY] = bundle.token.strip().encode()
+        files[TOKEN_FILE] = bundle.token.strip().encode()
     return files
 
 
@@ -229,7 +211,7 @@ class KubeSecretDelivery:
     def __init__(
         self,
         mount_path: str = SESSION_MOUNT,
-        home: str = DEFAULT_HOME,
+        home: str = POD_HOME,
         request_timeout: float = 30.0,
         attempts: int = 5,
         token_mount: str = TOKEN_MOUNT,
@@ -245,20 +227,25 @@ class KubeSecretDelivery:
     def paths(self, spawner) -> KubeSessionPaths:
         return KubeSessionPaths(
             PurePosixPath(self.mount_path),
-            state=PurePosixPath(self.home) / ".lakehub",
+            state=PurePosixPath(self.home) / SESSION_DIR,
             live=PurePosixPath(self.token_mount),
         )
 
     @staticmethod
     def name(spawner) -> str:
-        return secret_name(spawner.pod_name)
+        return session_secret_name(spawner.pod_name)
+
+    @staticmethod
+    def environment(env: dict[str, str]) -> dict[str, str]:
+        """The session's variables as KubeSpawner takes them (it expands braces)."""
+        return {k: kubespawner_literal(v) for k, v in env.items()}
 
     @staticmethod
     def labels(spawner) -> dict[str, str]:
         return {
-            "app.kubernetes.io/part-of": "lakehub",
+            PART_OF_LABEL: PART_OF,
             "app.kubernetes.io/component": "session",
-            "lakehub/pod": spawner.pod_name,
+            POD_LABEL: spawner.pod_name,
             USER_LABEL: user_label(spawner.user.name),
         }
 
@@ -313,10 +300,10 @@ class KubeSecretDelivery:
 
     def user_token_manifest(self, spawner, bundle: SessionBundle) -> dict:
         labels = {**self.labels(spawner), "app.kubernetes.io/component": "user-token"}
-        labels.pop("lakehub/pod")
+        labels.pop(POD_LABEL)
         return secret_manifest(
             user_token_secret_name(spawner.user.name),
-            {TOKEN_KEY: bundle.token.strip().encode()},
+            {TOKEN_FILE: bundle.token.strip().encode()},
             labels,
             bundle.token_expires,
         )
@@ -418,292 +405,3 @@ def _describe(exc: BaseException) -> str:
         reason = getattr(exc, "reason", "") or ""
         return f"HTTP {status} {reason}".strip()
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-
-
-# --- token exchange (OIDC sites) ----------------------------------------------------------
-
-
-class TokenExchangeFailed(RuntimeError):
-    pass
-
-
-@dataclass(frozen=True)
-class ExchangedToken:
-    token: str
-    expires: int | None
-
-
-def jwt_expiry(token: str) -> int | None:
-    """``exp`` of a JWT read without verifying it (the IdP signed it; Rucio verifies)."""
-    try:
-        payload = token.split(".")[1]
-        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-        return int(claims["exp"])
-    except (IndexError, KeyError, ValueError, TypeError):
-        return None
-
-
-def exchange_form(subject_token: str, audience: str, scope: str | None) -> dict[str, str]:
-    """The RFC 8693 request body: the user's access token for one with ``audience``."""
-    form = {
-        "grant_type": TOKEN_EXCHANGE_GRANT,
-        "subject_token": subject_token,
-        "subject_token_type": ACCESS_TOKEN_TYPE,
-        "requested_token_type": ACCESS_TOKEN_TYPE,
-        "audience": audience,
-    }
-    if scope:
-        form["scope"] = scope
-    return form
-
-
-def client_auth_header(client_id: str, client_secret: str) -> str:
-    """HTTP Basic client authentication (RFC 6749 2.3.1: form-encode, then base64)."""
-    raw = f"{quote(client_id, safe='')}:{quote(client_secret, safe='')}".encode()
-    return "Basic " + base64.b64encode(raw).decode("ascii")
-
-
-class TokenExchange:
-    """Exchange the user's access token (oauthenticator's auth_state) at the identity
-    provider's token endpoint for a Rucio-audience token (RFC 8693).
-
-    The endpoint and the client credentials default to those of the hub's
-    GenericOAuthenticator (``spawner.authenticator``): the hub's own OAuth client makes
-    the request, so the IdP must allow that client to exchange for ``audience``.  At
-    most ``max_parallel`` exchanges are in flight at once (z2jh's default
-    ``hub.concurrentSpawnLimit``), so a burst of logins stays a bounded load on the IdP.
-    """
-
-    def __init__(
-        self,
-        audience: str = "rucio",
-        scope: str | None = "openid profile",
-        token_url: str | None = None,
-        client_id: str | None = None,
-        client_secret: str | None = None,
-        ca_cert: str | None = None,
-        timeout: float = 15.0,
-        max_parallel: int = 64,
-        clock=time.time,
-    ):
-        self.audience = audience
-        self.scope = scope
-        self.token_url = token_url
-        self.client_id = client_id
-        self.client_secret = client_secret
-        self.ca_cert = ca_cert
-        self.timeout = timeout
-        self.max_parallel = max_parallel
-        self.clock = clock
-        self._clients: dict[asyncio.AbstractEventLoop, tuple] = {}
-        self._ssl: ssl.SSLContext | None = None
-
-    def _client(self):
-        """One httpx client and one limit per event loop (the hub has one loop; tests
-        have several): connections are reused and the TLS context is made once."""
-        import httpx
-
-        loop = asyncio.get_running_loop()
-        entry = self._clients.get(loop)
-        if entry is None:
-            if self._ssl is None:
-                self._ssl = ssl.create_default_context(cafile=self.ca_cert)
-            client = httpx.AsyncClient(timeout=self.timeout, verify=self._ssl)
-            entry = (client, asyncio.Semaphore(self.max_parallel))
-            self._clients = {lp: e for lp, e in self._clients.items() if not lp.is_closed()}
-            self._clients[loop] = entry
-        return entry
-
-    def endpoint(self, spawner) -> tuple[str, str, str]:
-        auth = getattr(spawner, "authenticator", None)
-        url = self.token_url or getattr(auth, "token_url", None)
-        client_id = self.client_id or getattr(auth, "client_id", None)
-        secret = self.client_secret or getattr(auth, "client_secret", None)
-        if not (url and client_id and secret):
-            raise TokenExchangeFailed(
-                "no token endpoint or OAuth client for the exchange (is the hub's"
-                " authenticator a GenericOAuthenticator?)"
-            )
-        return url, client_id, secret
-
-    async def subject_token(self, spawner) -> str:
-        state = await spawner.user.get_auth_state()
-        token = (state or {}).get("access_token")
-        if not token:
-            raise TokenExchangeFailed(
-                "the hub has no access token for this user (enable_auth_state and a"
-                " JUPYTERHUB_CRYPT_KEY are needed); log out and in again"
-            )
-        return token
-
-    async def exchange(self, spawner) -> ExchangedToken:
-        endpoint = self.endpoint(spawner)
-        return await self.exchange_subject(await self.subject_token(spawner), endpoint)
-
-    async def exchange_subject(
-        self, subject: str, endpoint: tuple[str, str, str] | None = None
-    ) -> ExchangedToken:
-        """Exchange ``subject`` (a user's access token); without ``endpoint`` the
-        configured token URL and client are used (the token service has no spawner)."""
-        url, client_id, secret = endpoint or self.endpoint(None)
-        client, limit = self._client()
-        try:
-            async with limit:
-                response = await client.post(
-                    url,
-                    data=exchange_form(subject, self.audience, self.scope),
-                    headers={
-                        "Authorization": client_auth_header(client_id, secret),
-                        "Accept": "application/json",
-                    },
-                )
-        except Exception as exc:  # httpx transport errors come in many types
-            raise TokenExchangeFailed(
-                f"the identity provider did not answer ({type(exc).__name__})"
-            ) from None
-        if response.status_code != 200:
-            detail = ""
-            try:
-                body = response.json()
-                if isinstance(body, dict):
-                    error = f"{body.get('error', '')} {body.get('error_description', '')}"
-                    detail = f": {error.strip()}"[:300] if error.strip() else ""
-            except ValueError:
-                pass
-            raise TokenExchangeFailed(
-                f"the identity provider refused the token exchange (HTTP"
-                f" {response.status_code}{detail})"
-            )
-        try:
-            body = response.json()
-            token = body["access_token"]
-            if not isinstance(token, str) or not token.strip():
-                raise ValueError("empty")
-        except (ValueError, KeyError, TypeError):
-            raise TokenExchangeFailed("the token exchange answer holds no access_token") from None
-        expires = jwt_expiry(token)
-        if expires is None:
-            try:
-                expires = int(self.clock()) + int(body["expires_in"])
-            except (KeyError, TypeError, ValueError):
-                expires = None
-        return ExchangedToken(token, expires)
-
-    async def aclose(self) -> None:
-        clients, self._clients = self._clients, {}
-        for client, _ in clients.values():
-            await client.aclose()
-
-
-class TokenExchangeHooks:
-    """OIDC sites: the bundle's token comes from a token exchange, not the hub's issuer.
-
-    The same shape as :class:`LakehubHooks` (``build`` a SessionBundle from the shared
-    builders, ``pre_spawn`` = build, deliver, set the environment) without what an OIDC
-    site does not give the hub: no signing key, no Rucio admin password, so no Rucio
-    accounts are created here (the identity provider's identities map to the site's
-    accounts).  Deliberately not a subclass: LakehubHooks' constructor and spawn steps
-    belong to the hub_issuer path (and to local mode) and change with it.
-    """
-
-    def __init__(
-        self,
-        site: Site,
-        exchange: TokenExchange,
-        delivery: KubeSecretDelivery,
-        cache: session.ReplicaMode | None = None,
-        cache_url: str | None = None,
-        token_service_url: str | None = None,
-    ):
-        self.site = site
-        self.exchange = exchange
-        self.delivery = delivery
-        self.cache = cache
-        self.cache_url = cache_url
-        self.token_service_url = token_service_url  # where sessions renew (lakehub.tokens)
-
-    async def build(self, spawner, paths: session.SessionPaths) -> SessionBundle:
-        username = spawner.user.name
-        default = self.site.rucio.default
-        account = rucio_account(username, default.account_mapping.prefix)
-        problems: list[str] = []
-        token: str | None = None
-        expires: int | None = None
-        try:
-            got = await self.exchange.exchange(spawner)
-            token, expires = got.token, got.expires
-        except TokenExchangeFailed as exc:
-            log.warning("lakehub: Rucio token for %s: %s", username, exc)
-            problems.append(f"Rucio token: {exc}")
-        return assemble_bundle(
-            self.site,
-            paths,
-            account,
-            token,
-            expires,
-            problems,
-            cache=self.cache,
-            cache_url=self.cache_url,
-            token_url=self.token_service_url,
-        )
-
-    async def pre_spawn(self, spawner) -> None:
-        bundle = await self.build(spawner, self.delivery.paths(spawner))
-        await deliver(self.delivery, spawner, bundle)
-
-
-# --- the three KubeSpawner hooks ----------------------------------------------------------
-
-
-class KubeSession:
-    """Ties a bundle builder (LakehubHooks or TokenExchangeHooks) to the Secret delivery
-    and gives KubeSpawner its three hooks as plain functions (traitlets deep-copies
-    config values; a function is copied by reference, a bound method is not)."""
-
-    def __init__(
-        self,
-        hooks: LakehubHooks | TokenExchangeHooks,
-        delivery: KubeSecretDelivery,
-        also_on_stop: tuple = (),
-    ):
-        if hooks.delivery is not delivery:
-            raise ValueError("the hooks must deliver through this KubeSecretDelivery")
-        self.hooks = hooks
-        self.delivery = delivery
-        # more post-stop steps, e.g. spawner_hooks.dask.ClusterStopper.post_stop
-        self.also_on_stop = also_on_stop
-
-    async def pre_spawn(self, spawner) -> None:
-        await self.hooks.pre_spawn(spawner)
-
-    def modify_pod(self, spawner, pod):
-        return self.delivery.modify_pod(spawner, pod)
-
-    async def post_stop(self, spawner) -> None:
-        try:
-            await self.delivery.remove(spawner)
-        except DeliveryFailed as exc:
-            log.error("lakehub: %s", exc)
-        for step in self.also_on_stop:
-            await step(spawner)
-
-    def hook_functions(self) -> dict:
-        async def lakehub_pre_spawn_hook(spawner) -> None:
-            await self.pre_spawn(spawner)
-
-        def lakehub_modify_pod_hook(spawner, pod):
-            return self.modify_pod(spawner, pod)
-
-        async def lakehub_post_stop_hook(spawner) -> None:
-            await self.post_stop(spawner)
-
-        return {
-            "pre_spawn_hook": lakehub_pre_spawn_hook,
-            "modify_pod_hook": lakehub_modify_pod_hook,
-            "post_stop_hook": lakehub_post_stop_hook,
-        }
-
-    def install(self, spawner_config) -> None:
-        """Set the hooks on a traitlets config section, e.g. ``c.KubeSpawner``."""
-        for trait, fn in self.hook_functions().items():
-            setattr(spawner_config, trait, fn)

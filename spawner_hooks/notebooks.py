@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
 
-from spawner_hooks.files import atomic_write
+from lakehub.files import atomic_write
 
 MANIFEST = "notebooks-manifest.json"
 _SKIP_DIRS = {".ipynb_checkpoints", "__pycache__"}

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from hub_config.site import RucioInstance
+from sitefile import RucioInstance
 
 log = logging.getLogger(__name__)
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 import configparser
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from hub_config.site import RucioInstance
+from lakehub import contract
+from sitefile import RucioInstance
 
 SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 
@@ -40,11 +41,11 @@ class SessionPaths:
 
     @property
     def rucio_cfg(self) -> PurePosixPath:
-        return self.root / "rucio.cfg"
+        return self.root / contract.RUCIO_CFG_FILE
 
     @property
     def token(self) -> PurePosixPath:
-        return self.root / "rucio-token"
+        return self.root / contract.TOKEN_FILE
 
     @property
     def token_seed(self) -> PurePosixPath | None:
@@ -54,19 +55,19 @@ class SessionPaths:
 
     @property
     def jupyter_config_dir(self) -> PurePosixPath:
-        return self.root / "jupyter"
+        return self.root / contract.JUPYTER_CONFIG_DIR
 
     @property
     def jupyter_server_config(self) -> PurePosixPath:
-        return self.jupyter_config_dir / "jupyter_server_config.json"
+        return self.jupyter_config_dir / contract.JUPYTER_SERVER_CONFIG_FILE
 
     @property
     def rucio_jupyterlab_dir(self) -> PurePosixPath:
-        return self.root / "rucio-jupyterlab"
+        return self.root / contract.RUCIO_JUPYTERLAB_DIR
 
     @property
     def status(self) -> PurePosixPath:
-        return self.root / "status.json"
+        return self.root / contract.STATUS_FILE
 
 
 @dataclass(frozen=True)
@@ -93,9 +94,6 @@ def dask_gateway_env(gateway: DaskGateway) -> dict[str, str]:
         "DASK_LABEXTENSION__FACTORY__MODULE": "dask_gateway",
         "DASK_LABEXTENSION__FACTORY__CLASS": "GatewayCluster",
     }
-
-
-NOTICE_NAME = "LAKEHUB-NOTICE.md"
 
 
 def rucio_cfg(instance: RucioInstance, account: str, ca_cert: str | None = None) -> str:
@@ -179,31 +177,31 @@ def session_env(
     token_path: str | None = None,
     cache_url: str | None = None,
     token_url: str | None = None,
-    courses: Sequence[tuple[str, str]] = (),
+    courses: Sequence[Mapping[str, str]] = (),
     dask: DaskGateway | None = None,
 ) -> dict[str, str]:
     """Environment variables for the single-user server: paths and URLs, never a secret.
 
-    ``courses`` are (name, target folder) pairs: the session reports their revisions
-    (``lakehub.courses``)."""
+    ``courses`` are the session's courses (name, target folder, repo, branch): pods pull
+    them and every session reports their revisions (``lakehub.courses``)."""
     env = {
-        "RUCIO_CONFIG": str(paths.rucio_cfg),
-        "BEARER_TOKEN_FILE": str(token_path or paths.token),
+        contract.RUCIO_CONFIG: str(paths.rucio_cfg),
+        contract.BEARER_TOKEN_FILE: str(token_path or paths.token),
         "JUPYTER_CONFIG_PATH": str(paths.jupyter_config_dir),
-        "LAKEHUB_SESSION_DIR": str(paths.root),
+        contract.ENV_SESSION_DIR: str(paths.root),
         # rucio-jupyterlab keeps its state (stored credentials, replica lists) in a
         # SQLite file; inside JupyterHub it defaults to /tmp/.rucio_jupyterlab, shared
         # by every user of a machine.  Keep it in the user's own private folder.
         "RUCIO_CACHE_DIR": str(paths.rucio_jupyterlab_dir),
     }
     if cache_url:
-        env["LAKEHUB_CACHE_URL"] = cache_url
-    if token_url:  # where the session's refresher renews the token (lakehub.tokens)
-        env["LAKEHUB_TOKEN_URL"] = token_url
+        env[contract.ENV_CACHE_URL] = cache_url
+    if token_url:  # where the session's refresher renews the token (lakehub.token_refresher)
+        env[contract.ENV_TOKEN_URL] = token_url
     if paths.token_seed is not None:
-        env["LAKEHUB_TOKEN_SEED"] = str(paths.token_seed)
+        env[contract.ENV_TOKEN_SEED] = str(paths.token_seed)
     if courses:
-        env["LAKEHUB_COURSES"] = json.dumps([{"name": n, "target": t} for n, t in courses])
+        env[contract.ENV_COURSES] = json.dumps([dict(c) for c in courses])
     if dask is not None:
         env.update(dask_gateway_env(dask))
     return env

@@ -22,7 +22,7 @@ k8s_concurrent_starts_p99_s
 k8s_start_failures
     How many of those starts failed or left no Secret holding a token (goal 0).
 
-``python -m benchmarks.k8s [--users N]`` prints both; every process started is
+``python -m testkit.apiserver [--users N]`` prints both; every process started is
 stopped by PID on the way out and its folder removed.
 """
 
@@ -762,13 +762,13 @@ def spawner_config(site_environ: dict[str, str] | None = None):
     """KubeSpawner configuration as z2jh renders it for lakehub, plus lakehub's hooks.
 
     What the chart's values give (image, home PVC, the shared cache read-only from
-    hub_config.kube) is written here the same way; the hooks come from
+    spawner_hooks.kube_volumes) is written here the same way; the hooks come from
     hub_config.kubernetes.configure, exactly as the hub's jupyterhub_config.d file
     calls it.  ``nodeName`` binds pods to kwok's node (there is no scheduler).
     """
     from traitlets.config import Config
 
-    from hub_config.kube import cache_volume, cache_volume_mount
+    from spawner_hooks.kube_volumes import cache_volume, cache_volume_mount
 
     c = Config()
     k = c.KubeSpawner
@@ -794,7 +794,7 @@ def spawner_config(site_environ: dict[str, str] | None = None):
 
 
 def make_site(rucio_port: int):
-    from hub_config.site import parse_site
+    from sitefile import parse_site
 
     return parse_site(
         {
@@ -870,7 +870,7 @@ def idp_process(folder: Path) -> Iterator[FakeIdentityProvider]:
     log_path = folder / "idp.log"
     with open(log_path, "wb") as out:
         popen = subprocess.Popen(  # noqa: S603 (this module, fixed arguments)
-            [sys.executable, "-m", "benchmarks.k8s", "--serve-idp", str(port)],
+            [sys.executable, "-m", "testkit.apiserver", "--serve-idp", str(port)],
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -1010,7 +1010,7 @@ def serve_idp(port: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.k8s", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m testkit.apiserver", description=__doc__)
     parser.add_argument("--users", type=int, default=200)
     parser.add_argument("--no-baseline", action="store_true", help="skip the plain starts")
     parser.add_argument("--serve-idp", type=int, metavar="PORT", help=argparse.SUPPRESS)

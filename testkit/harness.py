@@ -24,10 +24,10 @@ import yaml
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import websocket_connect
 
-from hub_config.site import Site, load_site
 from localstack import procs, rucio_server, stack
 from localstack.hubclient import HubAdmin
-from localstack.paths import REPO, StackPaths
+from sitefile import Site, load_site
+from sitefile.state import REPO, StackPaths
 
 
 def free_ports(n: int) -> list[int]:
@@ -285,7 +285,7 @@ def user_tokens(s: Stack, username: str, scopes: list[str] | None = None) -> tup
     from hub_config.local import CACHE_ACCESS, issuer_url
     from spawner_hooks.names import rucio_account
     from spawner_hooks.rucio import AdminCredentials, RucioAccounts
-    from spawner_hooks.tokens import Issuer, load_signing_key, oidc_identity
+    from tokens.mint import Issuer, load_signing_key, oidc_identity
 
     s.admin.ensure_user(username)
     r = s.admin.api(

@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 
 from localstack import procs
-from localstack.harness import free_ports
+from testkit.harness import free_ports
 
 REPO = Path(__file__).resolve().parent.parent
 REALM_FILE = REPO / "tests" / "data" / "keycloak-realm.json"

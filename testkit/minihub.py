@@ -1,4 +1,4 @@
-"""Run a bare JupyterHub (``benchmarks/minihub_config.py``) with given services and roles.
+"""Run a bare JupyterHub (``testkit/minihub_config.py``) with given services and roles.
 
 For tests of hub services that need a real hub and proxy but not the embedded stack
 (Rucio, demo data, spawner hooks): the token service against a kube-apiserver, for one.
@@ -20,8 +20,8 @@ from pathlib import Path
 import httpx
 
 from localstack import procs
-from localstack.harness import free_ports
-from localstack.paths import chp_binary, venv_bin
+from sitefile.state import chp_binary, venv_bin
+from testkit.harness import free_ports
 
 CONFIG = Path(__file__).resolve().parent / "minihub_config.py"
 ADMIN_SERVICE = "test-admin"

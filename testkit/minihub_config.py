@@ -1,8 +1,8 @@
 """A bare JupyterHub for tests of hub services without the embedded stack.
 
-Loaded with ``jupyterhub -f benchmarks/minihub_config.py``; everything that varies is
+Loaded with ``jupyterhub -f testkit/minihub_config.py``; everything that varies is
 read from the JSON file named by ``$LAKEHUB_MINIHUB`` (written by
-``benchmarks.minihub.MiniHub``): ports, services, roles and the login.  Logins are
+``testkit.minihub.MiniHub``): ports, services, roles and the login.  Logins are
 JupyterHub's DummyAuthenticator with auth state on, so a test can give a user the auth
 state an OAuth login would have left (``PATCH /users/{name}`` with ``auth_state``), or
 GenericOAuthenticator against a real identity provider.

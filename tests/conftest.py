@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from localstack.harness import temporary_stack
+from testkit.harness import temporary_stack
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CHART = REPO_ROOT / "helm" / "lakehub"

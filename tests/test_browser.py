@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from localstack.harness import unique_user
 from localstack.hubclient import approve_signup, signup
+from testkit.harness import unique_user
 
 pytestmark = pytest.mark.browser
 

@@ -19,14 +19,14 @@ import httpx
 import pytest
 
 from lakehub.cache import CacheError, DatasetNotFound, NoPermission, RucioUnavailable, fetch
-from localstack.harness import (
+from localstack.procs import wait_until
+from testkit.harness import (
     cache_stats,
     make_dataset,
     run_in_kernel,
     unique_user,
     user_tokens,
 )
-from localstack.procs import wait_until
 
 pytestmark = pytest.mark.cache
 

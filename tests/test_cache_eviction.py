@@ -14,7 +14,7 @@ import pytest
 
 from lakehub.cache import fetch
 from localstack.bootstrap import admin_client
-from localstack.harness import (
+from testkit.harness import (
     cache_stats,
     make_dataset,
     temporary_stack,

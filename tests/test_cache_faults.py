@@ -17,14 +17,14 @@ from pathlib import Path
 import pytest
 
 from lakehub.cache import CacheError, fetch
-from localstack.harness import (
+from localstack.procs import wait_until
+from testkit.harness import (
     cache_stats,
     make_dataset,
     temporary_stack,
     unique_user,
     user_tokens,
 )
-from localstack.procs import wait_until
 
 pytestmark = pytest.mark.faults
 

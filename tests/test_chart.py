@@ -25,7 +25,9 @@ import pytest
 import yaml
 
 from hub_config import values as hv
-from hub_config.site import load_site, memory_bytes
+from hub_config.scopes import TOKEN_ACCESS
+from lakehub.contract import SITE_MOUNT
+from sitefile import load_site, memory_bytes
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CHART = REPO_ROOT / "helm" / "lakehub"
@@ -211,11 +213,11 @@ def test_the_hub_runs_lakehubs_image_and_loads_its_configuration(rendered, site_
     assert container["image"] == "{name}:{tag}".format(**values["jupyterhub"]["hub"]["image"])
     mounts = {m["mountPath"] for m in container["volumeMounts"]}
     assert f"{hv.HUB_CONFIG_D}/lakehub.py" in mounts  # the loader (hub.extraFiles)
-    assert hv.SITE_MOUNT in mounts
+    assert SITE_MOUNT in mounts
     # a changed site file restarts the hub
     assert pod["metadata"]["annotations"][hv.SITE_CHECKSUM_ANNOTATION]
     env = {e["name"]: e for e in container["env"]}
-    assert env["LAKEHUB_SITE"]["value"] == hv.SITE_MOUNT
+    assert env["LAKEHUB_SITE"]["value"] == SITE_MOUNT
     assert not [e for e in container["env"] if "value" in e and "SECRET" in e["name"]]
 
 
@@ -345,8 +347,8 @@ def test_the_token_service_is_wired_to_the_hub_and_may_only_rewrite_secrets(rend
     url = f"http://{svc['metadata']['name']}:{svc['spec']['ports'][0]['port']}"
     assert hub["services"][service["name"]]["url"] == url
     assert hub["extraEnv"]["LAKEHUB_TOKEN_URL"] == url
-    assert hv.TOKEN_ACCESS in hub["loadRoles"]["user"]["scopes"]
-    assert hv.TOKEN_ACCESS in hub["config"]["Spawner"]["server_token_scopes"]
+    assert TOKEN_ACCESS in hub["loadRoles"]["user"]["scopes"]
+    assert TOKEN_ACCESS in hub["config"]["Spawner"]["server_token_scopes"]
     (guard,) = by_kind(rendered, "NetworkPolicy", service["name"])
     sources = guard["spec"]["ingress"][0]["from"]
     assert sorted(p["podSelector"]["matchLabels"]["component"] for p in sources) == [

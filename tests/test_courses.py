@@ -25,8 +25,11 @@ from pathlib import Path
 
 import pytest
 
-from localstack import courses as local_courses
-from localstack.harness import (
+from courses import local as local_courses
+from courses.links import nbgitpuller_link
+from lakehub.contract import COURSES_NOTICE_FILE as NOTICE_NAME
+from sitefile import Course
+from testkit.harness import (
     run_in_kernel,
     stack_folder,
     start_stack,
@@ -34,7 +37,6 @@ from localstack.harness import (
     unique_user,
     write_site,
 )
-from spawner_hooks.courses import NOTICE_NAME, CourseSource, nbgitpuller_link
 
 pytestmark = pytest.mark.course
 
@@ -142,9 +144,16 @@ def as_student(stack, user: str, code: str) -> str:
 def test_pure_builders_link_plan_and_revision_record():
     from urllib.parse import parse_qs, urlsplit
 
-    from spawner_hooks.courses import pull_plan, record_revisions
+    from courses.local import record_revisions
+    from lakehub.courses import pull_plan
+    from spawner_hooks.courses import course_entries
 
-    src = CourseSource("demo", "file:///srv/state/courses/demo.git", "main", "course-demo")
+    src = Course(
+        name="demo",
+        source="file:///srv/state/courses/demo.git",
+        branch="main",
+        target="course-demo",
+    )
     link = urlsplit(nbgitpuller_link("http://hub.example:8000/", src, "01-welcome.ipynb"))
     assert link.path == "/hub/user-redirect/git-pull"
     assert parse_qs(link.query) == {
@@ -153,7 +162,7 @@ def test_pure_builders_link_plan_and_revision_record():
         "targetpath": ["course-demo"],
         "urlpath": ["lab/tree/course-demo/01-welcome.ipynb"],
     }
-    assert pull_plan([src], "/homes/alice")[0]["path"] == "/homes/alice/course-demo"
+    assert pull_plan(course_entries([src]), "/homes/alice")[0]["path"] == "/homes/alice/course-demo"
     before = {"demo": {"bob": {"revision": "a", "pulled_at": 1}}}
     after = record_revisions(before, "alice", {"demo": "b"}, 5.0)
     assert after["demo"] == {
@@ -281,7 +290,7 @@ def test_push_from_a_git_url_fetches_into_the_mirror(course_stack, tmp_path):
         ["git", "clone", "-q", "--bare", str(work), str(remote)],
     ):
         subprocess.run(cmd, check=True, env=env)
-    from hub_config.site import Course
+    from sitefile import Course
 
     site = stack.site.model_copy(
         update={
@@ -332,7 +341,7 @@ def test_student_pulls_through_an_nbgitpuller_link(course_stack):
             # the instructor publishes a new notebook while the student works
             publish(stack, source, {**REV2, "05-from-the-link.ipynb": notebook("Pulled now")})
             src = next(s for s in local_courses.sources(stack.site, stack.paths))
-            assert isinstance(src, CourseSource)
+            assert isinstance(src, Course)
             page.goto(nbgitpuller_link(stack.url, src, "05-from-the-link.ipynb"))
             expect(page.locator(".jp-NotebookPanel")).to_be_visible(timeout=120_000)
             heading = page.locator(".jp-NotebookPanel").get_by_role("heading", name="Pulled now")
@@ -346,15 +355,15 @@ def test_student_pulls_through_an_nbgitpuller_link(course_stack):
 
 def test_cluster_commands_ask_running_servers_and_push_to_the_remote(course_stack, tmp_path):
     """`make push-notebooks` / `make course-status` for a cluster site
-    (``hub_services.courses``), driven against this stack's real hub: the hub API, the
+    (``courses.cluster``), driven against this stack's real hub: the hub API, the
     proxy and every running server's ``/lakehub/courses`` (lakehub's server extension)
     are real.  What a cluster's pods pull from, the course's git remote, is here the
     stack's bare mirror (``file://``); nothing else is simulated."""
 
     import yaml
 
-    from hub_config.site import Course
     from hub_services import courses as cluster
+    from sitefile import Course
 
     stack, source = course_stack
     publish(stack, source, REV1)
@@ -471,7 +480,7 @@ def run_cli(args: list[str]):
     import sys
 
     return subprocess.run(
-        [sys.executable, "-m", "hub_services.courses", *args],
+        [sys.executable, "-m", "courses.cluster", *args],
         capture_output=True,
         text=True,
         timeout=120,

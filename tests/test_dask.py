@@ -19,8 +19,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from hub_config.local import DASK_ACCESS
-from localstack.harness import (
+from hub_config.scopes import DASK_ACCESS
+from localstack.procs import wait_until
+from spawner_hooks.local_spawner import system_username
+from testkit.harness import (
     KernelSession,
     gateway_url,
     hub_token,
@@ -28,8 +30,6 @@ from localstack.harness import (
     temporary_stack,
     unique_user,
 )
-from localstack.procs import wait_until
-from spawner_hooks.local_spawner import system_username
 
 pytestmark = pytest.mark.dask
 

@@ -16,14 +16,11 @@ import yaml
 from traitlets.config import Config
 
 from hub_config import values as hv
-from hub_config.site import SiteError, load_site, parse_site
+from hub_config.scopes import DASK_ACCESS as ACCESS
 from hub_services.dask_gateway import backend, kube
-from hub_services.dask_gateway.config import (
-    ACCESS,
-    cluster_env,
-    configure,
-    gateway_settings,
-)
+from hub_services.dask_gateway.config import cluster_env, configure, gateway_settings
+from lakehub.contract import TOKEN_MOUNT
+from sitefile import SiteError, load_site, parse_site
 from spawner_hooks.session import DaskGateway, SessionPaths, session_env
 
 REPO = Path(__file__).resolve().parent.parent
@@ -161,7 +158,7 @@ def test_each_users_pods_mount_the_cache_read_only_and_only_their_own_token():
     assert secret[kube.TOKEN_VOLUME]["secret"]["secretName"] == kube.token_secret_name("alice")
     assert kube.token_secret_name("alice") != kube.token_secret_name("bob")
     assert alice != bob
-    assert alice["environment"] == {"BEARER_TOKEN_FILE": f"{kube.DEFAULT_TOKEN_DIR}/rucio-token"}
+    assert alice["environment"] == {"BEARER_TOKEN_FILE": f"{TOKEN_MOUNT}/rucio-token"}
     for role in ("scheduler", "worker"):
         pod = {
             "apiVersion": "v1",

@@ -13,10 +13,10 @@ import os
 import httpx
 import pytest
 
-from localstack.harness import run_in_kernel, unique_user
+from lakehub.contract import NOTICE_FILE as NOTICE_NAME
 from localstack.procs import wait_until
 from spawner_hooks.names import rucio_account
-from spawner_hooks.session import NOTICE_NAME
+from testkit.harness import run_in_kernel, unique_user
 
 pytestmark = pytest.mark.e2e
 

@@ -48,7 +48,29 @@ import httpx
 import pytest
 import yaml
 
-from benchmarks.k8s import (
+from hub_config.kubernetes import configure
+from hub_config.scopes import TOKEN_ACCESS
+from lakehub.contract import (
+    CACHE_VOLUME,
+    NOTICE_FILE,
+    SESSION_MOUNT,
+    SESSION_VOLUME,
+    TOKEN_MOUNT,
+    TOKEN_VOLUME,
+    USER_LABEL,
+    user_label,
+)
+from spawner_hooks import session
+from spawner_hooks.hooks import SessionBundle
+from spawner_hooks.kube_delivery import (
+    KubeSecretDelivery,
+    KubeSessionPaths,
+    secret_manifest,
+    session_files,
+    user_token_secret_name,
+)
+from spawner_hooks.names import rucio_account
+from testkit.apiserver import (
     HUB_ROLE_RULES,
     ControlPlane,
     FakeIdentityProvider,
@@ -63,25 +85,7 @@ from benchmarks.k8s import (
     spawner_config,
     stop_reflectors,
 )
-from hub_config.kube import CACHE_VOLUME
-from hub_config.kubernetes import configure
-from spawner_hooks import session
-from spawner_hooks.hooks import SessionBundle
-from spawner_hooks.kube import (
-    SESSION_MOUNT,
-    SESSION_VOLUME,
-    TOKEN_MOUNT,
-    TOKEN_VOLUME,
-    USER_LABEL,
-    KubeSecretDelivery,
-    KubeSessionPaths,
-    exchange_form,
-    secret_manifest,
-    session_files,
-    user_label,
-    user_token_secret_name,
-)
-from spawner_hooks.names import rucio_account
+from tokens.exchange import exchange_form
 
 REPO = Path(__file__).resolve().parent.parent
 ROLE_VERBS = {v for rule in HUB_ROLE_RULES for v in rule["verbs"]}
@@ -110,8 +114,8 @@ def test_configure_installs_the_three_hooks_from_the_site_file(tmp_path):
     """What the z2jh hub runs: ``configure(c)`` with the site file named by LAKEHUB_SITE."""
     from traitlets.config import Config
 
-    from spawner_hooks.kube import TokenExchangeHooks
-    from spawner_hooks.tokens import create_signing_key
+    from spawner_hooks.exchange_hooks import TokenExchangeHooks
+    from tokens.mint import create_signing_key
 
     c = Config()
     oidc = configure(c, environ={"LAKEHUB_SITE": str(REPO / "examples/site.cluster.yaml")})
@@ -157,7 +161,7 @@ def test_secret_and_volume_are_valid_kubernetes_objects():
     )
     files = session_files(paths, bundle)
     assert files["rucio-token"] == b"header.payload.sig"  # no trailing newline
-    assert session.NOTICE_NAME in files
+    assert NOTICE_FILE in files
     manifest = secret_manifest("jupyter-alice-lakehub", files, {"a": "b"}, 1_900_000_000)
     for version in ("1.30", "1.37"):
         kubernetes_validate.validate(manifest, version, strict=True)
@@ -228,7 +232,7 @@ TOKEN_SERVICE_URL = "http://lakehub-issuer:8009"
 def hub_environ(source: str, tmp_path: Path) -> dict[str, str]:
     if source == "token_exchange":
         return {"LAKEHUB_TOKEN_SOURCE": "token_exchange", "LAKEHUB_TOKEN_URL": TOKEN_SERVICE_URL}
-    from spawner_hooks.tokens import create_signing_key
+    from tokens.mint import create_signing_key
 
     key = tmp_path / "issuer-key.json"
     create_signing_key(key)
@@ -341,13 +345,13 @@ async def test_spawn_puts_the_token_in_a_secret_and_stop_removes_it(
         else:
             from joserfc import jwt
 
-            from spawner_hooks.tokens import load_signing_key
+            from tokens.mint import load_signing_key
 
             key = load_signing_key(tmp_path / "issuer-key.json")
             claims = jwt.decode(token, key).claims
             assert claims["sub"] == name and claims["aud"] == ["rucio"]
             # Rucio is down: the spawn went on and the session is told why
-            assert b"did not answer" in files[session.NOTICE_NAME]
+            assert b"did not answer" in files[NOTICE_FILE]
 
         # the files are the ones the shared builders make, for the pod's paths
         paths = KubeSecretDelivery().paths(spawner)
@@ -363,7 +367,7 @@ async def test_spawn_puts_the_token_in_a_secret_and_stop_removes_it(
         volumes = {v["name"]: v for v in spec["volumes"]}
         (container,) = [c for c in spec["containers"] if c["name"] == "notebook"]
         mounts = {m["name"]: m for m in container["volumeMounts"]}
-        # the shared cache: read-only volume and read-only mount (hub_config.kube builders)
+        # the shared cache: read-only volume and mount (spawner_hooks.kube_volumes builders)
         assert volumes[CACHE_VOLUME]["persistentVolumeClaim"]["readOnly"] is True
         assert mounts[CACHE_VOLUME]["readOnly"] is True
         # the session Secret: mounted read-only where the environment points
@@ -534,7 +538,7 @@ async def test_a_refused_exchange_still_starts_the_server(plane, hub_token, idp)
         assert status == 200
         files = secret_files(secret)
         assert "rucio-token" not in files
-        assert b"HTTP 401" in files[session.NOTICE_NAME]
+        assert b"HTTP 401" in files[NOTICE_FILE]
         assert json.loads(files["status.json"])["problems"]
     finally:
         await hub_stop(spawner)
@@ -627,7 +631,7 @@ async def test_the_token_service_renews_a_running_users_token_and_secret_and_onl
     it, KubeSpawner with lakehub's hooks creating alice's and bob's Secrets, a JupyterHub
     with configurable-http-proxy running ``hub_services.issuer`` as a managed service
     (exactly the arguments the chart gives it, plus a kubeconfig for its ServiceAccount),
-    and the session's own refresher code (``lakehub.tokens``).
+    and the session's own refresher code (``lakehub.token_refresher``).
     Simulated: no container runs, so "the pod" is a folder holding the Secret's keys as
     the kubelet would mount them, and the refresher runs in this process; logins are
     JupyterHub's DummyAuthenticator, with the auth state an OAuth login would leave set
@@ -635,10 +639,10 @@ async def test_the_token_service_renews_a_running_users_token_and_secret_and_onl
     """
     from oauthenticator.generic import GenericOAuthenticator
 
-    from benchmarks.minihub import MiniHub, token_service
     from hub_config import values as hv
-    from hub_config.site import load_site
-    from lakehub.tokens import TokenRefresher, adopt_seed, token_times
+    from lakehub.token_refresher import TokenRefresher, adopt_seed, token_times
+    from sitefile import load_site
+    from testkit.minihub import MiniHub, token_service
 
     namespace = plane.namespace
     issuer_user = plane.grant("lakehub-issuer", token_service_rules(helm, chart, namespace))
@@ -679,7 +683,7 @@ async def test_the_token_service_renews_a_running_users_token_and_secret_and_onl
     args += [f"--renew-secrets-in={namespace}", f"--kubeconfig={kubeconfig}"]
     hub.services = [token_service(port, args, environment)]
     hub.roles = [
-        {"name": "user", "scopes": ["self", hv.TOKEN_ACCESS]},
+        {"name": "user", "scopes": ["self", TOKEN_ACCESS]},
         *({"name": name, **role} for name, role in roles.items()),
     ]
     audit_start = len(plane.audit_events())
@@ -687,7 +691,7 @@ async def test_the_token_service_renews_a_running_users_token_and_secret_and_onl
         for spawner in spawners:
             await hub_spawn(spawner)
         hub.start()
-        tokens = {n: hub.add_user(n, states.get(n), [hv.TOKEN_ACCESS]) for n in names}
+        tokens = {n: hub.add_user(n, states.get(n), [TOKEN_ACCESS]) for n in names}
         secrets = {s.user.name: f"{s.pod_name}-lakehub" for s in spawners}
         alice, bob, carol = names
         before = {n: get(plane, f"secrets/{secrets[n]}")[1] for n in (alice, bob)}

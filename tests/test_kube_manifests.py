@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 from traitlets.config import Config
 
-from hub_config.kube import cache_volume, cache_volume_mount
+from spawner_hooks.kube_volumes import cache_volume, cache_volume_mount
 
 
 @pytest.fixture

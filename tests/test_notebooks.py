@@ -46,7 +46,7 @@ import pytest
 import uproot
 
 from localstack.demo_data import LAYOUTS, generate_dataset
-from localstack.paths import venv_bin
+from sitefile.state import venv_bin
 
 pytestmark = pytest.mark.notebooks
 

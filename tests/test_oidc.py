@@ -4,7 +4,7 @@ Real, all on 127.0.0.1: Keycloak 26 (login, refresh tokens, RFC 8693 standard to
 exchange), JupyterHub with configurable-http-proxy and GenericOAuthenticator carrying
 lakehub's ``refresh_user_hook``, the token service (``hub_services.issuer --source
 token_exchange``) as a hub-managed service, and the session's refresher
-(``lakehub.tokens``), and a Rucio server trusting the realm (``[oidc] idpsecrets``) with
+(``lakehub.token_refresher``), and a Rucio server trusting the realm (``[oidc] idpsecrets``) with
 the student's account bound to their Keycloak identity.  Not here: Kubernetes
 (``tests/test_k8s.py`` covers the Secrets).  Access tokens live 20 s here, so several
 lifetimes fit in a minute.
@@ -20,17 +20,18 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.keycloak import Keycloak, claims, log_in
-from benchmarks.minihub import MiniHub, token_service
 from hub_config import values as hv
-from hub_config.site import RucioInstance, load_site
-from lakehub.tokens import NOTICE, TokenRefresher
+from hub_config.scopes import TOKEN_ACCESS
+from lakehub.token_refresher import NOTICE, TokenRefresher
 from localstack import rucio_server
-from localstack.harness import free_ports
-from localstack.paths import StackPaths, venv_bin
+from sitefile import RucioInstance, load_site
+from sitefile.state import StackPaths, venv_bin
 from spawner_hooks.rucio import AdminCredentials, RucioAccounts
 from spawner_hooks.session import rucio_cfg
-from spawner_hooks.tokens import oidc_identity
+from testkit.harness import free_ports
+from testkit.keycloak import Keycloak, claims, log_in
+from testkit.minihub import MiniHub, token_service
+from tokens.mint import oidc_identity
 
 pytestmark = [pytest.mark.tokens, pytest.mark.oidc, pytest.mark.timeout(900)]
 
@@ -55,7 +56,7 @@ def oidc():
     # reads users' auth state
     roles = hv.token_service_role(load_site(REPO / "examples" / "site.cluster.yaml"))
     hub.roles = [
-        {"name": "user", "scopes": ["self", hv.TOKEN_ACCESS]},
+        {"name": "user", "scopes": ["self", TOKEN_ACCESS]},
         *({"name": name, **role} for name, role in roles.items()),
     ]
     hub.login = {
@@ -137,13 +138,13 @@ def rucio_whoami(instance: RucioInstance, account: str, token_file: Path) -> str
 def session_token(hub: MiniHub, user: str) -> str:
     """What the student's server holds: a hub token that may call the token service."""
     with hub.admin() as api:
-        r = api.post(f"/users/{user}/tokens", json={"scopes": [hv.TOKEN_ACCESS]})
+        r = api.post(f"/users/{user}/tokens", json={"scopes": [TOKEN_ACCESS]})
         r.raise_for_status()
         return r.json()["token"]
 
 
 def session_refresher(hub: MiniHub, kc: Keycloak, token_file: Path, logger: str):
-    """The refresher a student's server runs (lakehub.tokens), home = the file's folder."""
+    """The refresher a student's server runs (lakehub.token_refresher), home = the file's folder."""
     return TokenRefresher(
         token_file,
         f"{hub.url}/services/lakehub-issuer",

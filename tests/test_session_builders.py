@@ -17,11 +17,13 @@ from joserfc import jwt
 from joserfc.errors import BadSignatureError, ExpiredTokenError, JoseError
 from joserfc.jwk import KeySet, RSAKey
 
-from hub_config.site import RucioInstance
+from lakehub import contract
+from lakehub.files import atomic_write, write_private
 from lakehub.jupyter_ext import instances_using_token_file
-from spawner_hooks import home_writer, notebooks, session, tokens
-from spawner_hooks.files import atomic_write, write_private
+from sitefile import RucioInstance
+from spawner_hooks import home_writer, notebooks, session
 from spawner_hooks.notebooks import Action
+from tokens import mint as tokens
 
 LOCAL = RucioInstance(name="local", rucio_host="http://127.0.0.1:8010")
 REMOTE = RucioInstance(
@@ -210,11 +212,12 @@ def test_session_env_names_the_courses_and_the_session_reads_them_back():
     from lakehub.courses import courses_from_environment
 
     paths = session.SessionPaths(PurePosixPath("/h/.lakehub"))
-    env = session.session_env(paths, courses=[("phys101", "phys101"), ("lab", "labs/week 1")])
-    assert courses_from_environment(env) == [
-        {"name": "phys101", "target": "phys101"},
-        {"name": "lab", "target": "labs/week 1"},
+    courses = [
+        {"name": "phys101", "target": "phys101", "repo": "https://git.example/p", "branch": "main"},
+        {"name": "lab", "target": "labs/week 1", "repo": "file:///srv/lab.git", "branch": "w1"},
     ]
+    env = session.session_env(paths, courses=courses)
+    assert courses_from_environment(env) == courses
     assert "LAKEHUB_COURSES" not in session.session_env(paths)
     # a broken or hand-edited variable means no courses, never an error in the server
     for bad in ("not json", '{"name": "x"}', '[{"name": 1, "target": "t"}]', "[3]"):
@@ -615,7 +618,7 @@ def _bundle(home: Path, source: Path | None, *, token: str | None, notice: str) 
             ),
         },
         "private": {str(paths.token): token} if token else {},
-        "notice_name": session.NOTICE_NAME,
+        "notice_name": contract.NOTICE_FILE,
         "notice": notice,
         "notebooks": {
             "source": str(source),
@@ -654,7 +657,7 @@ def test_apply_writes_the_session(home, nb_source, restore_umask):
     token_file = session_dir / "rucio-token"
     assert token_file.read_text() == "header.payload.sig"
     assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
-    assert not (home / session.NOTICE_NAME).exists()
+    assert not (home / contract.NOTICE_FILE).exists()
     assert report == {"notebooks": {"intro.ipynb": "copy", "second.ipynb": "copy"}}
     assert (home / "course" / "intro.ipynb").read_text() == "{}"
     # the written config is what the hub meant to write
@@ -674,7 +677,7 @@ def test_apply_makes_an_existing_session_dir_private(home, restore_umask):
 def test_apply_writes_and_then_removes_the_notice(home, restore_umask):
     notice_text = session.notice_markdown(["Rucio (local): not reachable"])
     home_writer.apply(_bundle(home, None, token=None, notice=notice_text))
-    notice = home / session.NOTICE_NAME
+    notice = home / contract.NOTICE_FILE
     assert notice.read_text() == notice_text
     assert "Rucio (local): not reachable" in notice.read_text()
 

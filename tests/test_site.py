@@ -1,4 +1,4 @@
-"""Unit tests for the site model (hub_config.site).
+"""Unit tests for the site model (sitefile).
 
 The valid base is ``examples/site.local.yaml``; every bad-input test changes one thing
 in a copy of it and checks that the error a sysadmin reads names the field and says
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hub_config.site import SiteError, load_site, parse_site
+from sitefile import SiteError, load_site, parse_site
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO_ROOT / "examples" / "site.local.yaml"
@@ -518,7 +518,7 @@ def test_non_utf8_file_is_a_readable_error(tmp_path):
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "hub_config.site", *args],
+        [sys.executable, "-m", "sitefile", *args],
         capture_output=True,
         text=True,
         cwd=REPO_ROOT,

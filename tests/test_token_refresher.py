@@ -10,15 +10,15 @@ import time
 
 from tornado import web
 
-from lakehub.tokens import (
+from lakehub.token_refresher import (
     NOTICE,
     TokenRefresher,
     next_pause,
     seconds_until_renewal,
     token_times,
 )
-from localstack.harness import free_ports
-from spawner_hooks.tokens import Issuer, create_signing_key
+from testkit.harness import free_ports
+from tokens.mint import Issuer, create_signing_key
 
 
 def test_renewal_happens_at_two_thirds_of_the_lifetime():
@@ -81,7 +81,7 @@ async def test_a_failing_service_gives_one_message_then_recovery(tmp_path, caplo
 
 
 def test_the_seed_is_adopted_only_when_it_holds_a_later_token(tmp_path, monkeypatch):
-    from lakehub.tokens import adopt_seed, adopt_seed_from_environment
+    from lakehub.token_refresher import adopt_seed, adopt_seed_from_environment
 
     issuer = Issuer("http://127.0.0.1:1", create_signing_key(tmp_path / "key.json"), 600)
     older, newer = issuer.mint("alice", 1_000_000), issuer.mint("alice", 2_000_000)
@@ -105,8 +105,8 @@ def test_the_seed_is_adopted_only_when_it_holds_a_later_token(tmp_path, monkeypa
 
 
 def test_a_users_secrets_are_found_by_a_label_of_their_name_hash():
-    from hub_services.secret_renewal import selector
-    from spawner_hooks.kube import user_label
+    from lakehub.contract import user_label
+    from tokens.secret_renewal import selector
 
     label = user_label("Alice@Example.org")
     assert len(label) == 40 and label.isalnum() and label == label.lower()
@@ -117,8 +117,8 @@ def test_a_users_secrets_are_found_by_a_label_of_their_name_hash():
 def test_a_secret_gets_the_new_token_and_keeps_everything_else():
     import base64
 
-    from hub_services.secret_renewal import renewed_secret
-    from hub_services.tokens import Cached
+    from tokens.broker import Cached
+    from tokens.secret_renewal import renewed_secret
 
     secret = {
         "metadata": {
@@ -143,7 +143,7 @@ def test_a_secret_gets_the_new_token_and_keeps_everything_else():
 
 
 async def test_one_renewal_per_user_is_in_flight_and_failures_are_not_cached():
-    from hub_services.tokens import Cached, Caller, RenewalFailed, TokenBroker
+    from tokens.broker import Cached, Caller, RenewalFailed, TokenBroker
 
     class Source:
         def __init__(self):

@@ -13,13 +13,14 @@ import time
 import httpx
 import pytest
 
-from hub_config.local import TOKEN_ACCESS, issuer_url
-from localstack.harness import (
+from hub_config.local import issuer_url
+from hub_config.scopes import TOKEN_ACCESS
+from spawner_hooks.names import rucio_account
+from testkit.harness import (
     KernelSession,
     temporary_stack,
     unique_user,
 )
-from spawner_hooks.names import rucio_account
 
 pytestmark = pytest.mark.tokens
 
@@ -102,7 +103,7 @@ def test_a_session_can_only_get_its_own_users_token(short_tokens):
         tokens[name] = r.json()["token"]
     mine = httpx.get(url, headers={"Authorization": f"token {tokens[alice]}"}, timeout=30)
     assert mine.status_code == 200
-    from lakehub.tokens import token_times
+    from lakehub.token_refresher import token_times
 
     issued, expires = token_times(mine.json()["token"])
     assert expires - issued == LIFETIME

@@ -19,7 +19,7 @@ from pathlib import Path
 from joserfc import jwt
 from joserfc.jwk import KeySet, RSAKey
 
-from spawner_hooks.files import write_private
+from lakehub.files import write_private
 
 AUDIENCE = "rucio"
 SCOPE = "openid profile"

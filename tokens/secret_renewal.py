@@ -3,7 +3,7 @@ user's session Secrets is renewed too (a restarted container, or anything else t
 mounts the Secret, starts from a valid token).
 
 The hub labels every session Secret with ``lakehub/user`` = a hash of the user name
-(``spawner_hooks.kube.user_label``), so the renewer finds exactly that user's Secrets
+(``lakehub.contract.user_label``), so the renewer finds exactly that user's Secrets
 with a label selector and never touches another user's.  It replaces the token key and
 the expiry annotation with ``update`` (read, change, write back with the read
 ``resourceVersion``): the Secret never disappears, unlike delete + create, and a Secret
@@ -20,16 +20,22 @@ import base64
 import copy
 import logging
 
-from hub_services.tokens import Cached
-from spawner_hooks.kube import TOKEN_EXPIRES_ANNOTATION, TOKEN_KEY, USER_LABEL, user_label
+from lakehub.contract import (
+    PART_OF,
+    PART_OF_LABEL,
+    TOKEN_EXPIRES_ANNOTATION,
+    TOKEN_FILE,
+    USER_LABEL,
+    user_label,
+)
+from tokens.broker import Cached
 
 log = logging.getLogger("lakehub.tokens")
-PART_OF = "app.kubernetes.io/part-of=lakehub"
 
 
 def selector(username: str) -> str:
     """The label selector of a user's session Secrets (pure)."""
-    return f"{PART_OF},{USER_LABEL}={user_label(username)}"
+    return f"{PART_OF_LABEL}={PART_OF},{USER_LABEL}={user_label(username)}"
 
 
 def stored_expiry(secret: dict) -> int:
@@ -44,10 +50,10 @@ def renewed_secret(secret: dict, entry: Cached) -> dict | None:
     """The Secret (camelCase dict as read) with ``entry`` as its token, or None when it
     holds no token key (the spawn could not get one: nothing to renew) or already holds
     a token that lives at least as long (pure)."""
-    if TOKEN_KEY not in (secret.get("data") or {}) or stored_expiry(secret) >= entry.expires:
+    if TOKEN_FILE not in (secret.get("data") or {}) or stored_expiry(secret) >= entry.expires:
         return None
     body = copy.deepcopy(secret)
-    body["data"][TOKEN_KEY] = base64.b64encode(entry.token.strip().encode()).decode("ascii")
+    body["data"][TOKEN_FILE] = base64.b64encode(entry.token.strip().encode()).decode("ascii")
     metadata = body["metadata"]
     metadata["annotations"] = {
         **(metadata.get("annotations") or {}),
@@ -58,7 +64,7 @@ def renewed_secret(secret: dict, entry: Cached) -> dict | None:
 
 
 class SecretRenewer:
-    """A broker renewer (``hub_services.tokens.TokenBroker``) for one namespace."""
+    """A broker renewer (``tokens.broker.TokenBroker``) for one namespace."""
 
     def __init__(self, namespace: str, kubeconfig: str | None = None):
         self.namespace = namespace

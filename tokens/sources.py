@@ -1,4 +1,4 @@
-"""Where the token service gets a user's new Rucio token (``hub_services.tokens``).
+"""Where the token service gets a user's new Rucio token (``tokens.broker``).
 
 * :class:`IssuerSource` (``hub_issuer``, the embedded default and native-login clusters):
   the hub's own key signs a new JWT that Rucio trusts through ``idpsecrets``.
@@ -8,7 +8,7 @@
   the last refresh is older than ``auth_refresh_age``; then the service reads the access
   token from the user's auth_state (its own token has ``admin:auth_state``) and
   exchanges it at the identity provider for a ``rucio``-audience token (RFC 8693, the
-  same :class:`spawner_hooks.kube.TokenExchange` the spawn uses).
+  same :class:`tokens.exchange.TokenExchange` the spawn uses).
 
 Both are asynchronous; the only CPU work is signing (about a millisecond).
 """
@@ -18,9 +18,9 @@ from __future__ import annotations
 import time
 from urllib.parse import quote
 
-from hub_services.tokens import Cached, Caller, RenewalFailed
-from spawner_hooks.kube import TokenExchange, TokenExchangeFailed
-from spawner_hooks.tokens import Issuer
+from tokens.broker import Cached, Caller, RenewalFailed
+from tokens.exchange import TokenExchange, TokenExchangeFailed
+from tokens.mint import Issuer
 
 
 class IssuerSource:

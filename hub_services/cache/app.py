@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from jupyterhub.services.auth import HubAuth, HubAuthenticated
+from jupyterhub.services.auth import HubAuth
 from tornado import web
 
 from hub_services.cache.layout import DID, BadDID, parse_did
@@ -40,9 +40,10 @@ from hub_services.cache.rucio import (
     UnknownDID,
 )
 from hub_services.cache.store import CacheStore, TransferFailed
+from hub_services.hub_auth import HubJSONHandler, service_hub_auth
+from lakehub.contract import CACHE_SERVICE
 
 log = logging.getLogger("lakehub.cache")
-SERVICE_NAME = "lakehub-cache"
 ADMIN_SCOPES = {"admin:users", "admin:servers"}
 JOB_TTL = 3600
 
@@ -146,10 +147,8 @@ class Service:
             await asyncio.sleep(every)
 
 
-class BaseHandler(HubAuthenticated, web.RequestHandler):
-    @property
-    def hub_auth(self) -> HubAuth:
-        return self.settings["hub_auth"]
+class BaseHandler(HubJSONHandler):
+    service_name = CACHE_SERVICE
 
     @property
     def service(self) -> Service:
@@ -163,9 +162,6 @@ class BaseHandler(HubAuthenticated, web.RequestHandler):
     def caller(self) -> str:
         return self.current_user["name"]
 
-    def get_login_url(self) -> str:
-        raise web.HTTPError(403, "a JupyterHub token with access to lakehub-cache is required")
-
     def fail(self, status: int, message: str) -> None:
         self.set_status(status)
         self.finish({"error": message})
@@ -178,13 +174,6 @@ class BaseHandler(HubAuthenticated, web.RequestHandler):
         if not isinstance(data, dict):
             raise web.HTTPError(400, "the body must be a JSON object")
         return data
-
-    def write_error(self, status_code: int, **kwargs) -> None:
-        reason = self._reason
-        exc = kwargs.get("exc_info", (None, None, None))[1]
-        if isinstance(exc, web.HTTPError) and exc.log_message:
-            reason = exc.log_message
-        self.finish({"error": reason})
 
 
 class FetchHandler(BaseHandler):
@@ -304,12 +293,7 @@ async def serve(config: dict) -> None:
     )
     await asyncio.to_thread(store.prepare)
     service = Service(store, rucio, int(config.get("max_parallel", 4)))
-    hub_auth = HubAuth(
-        api_token=os.environ["JUPYTERHUB_API_TOKEN"],
-        api_url=os.environ["JUPYTERHUB_API_URL"],
-        cache_max_age=60,
-    )
-    hub_auth.access_scopes = {f"access:services!service={SERVICE_NAME}"}
+    hub_auth = service_hub_auth(CACHE_SERVICE, cache_max_age=60)
     app = make_app(service, hub_auth, os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/"))
     # loopback for the local stack; the chart sets 0.0.0.0 so its Service can reach the pod
     app.listen(int(config["port"]), address=config.get("address", "127.0.0.1"))

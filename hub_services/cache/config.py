@@ -7,7 +7,7 @@ One builder for both deployments: the local stack writes it to a 0600 file
 
 from __future__ import annotations
 
-from hub_config.site import Site
+from sitefile import Site
 
 
 def service_config(

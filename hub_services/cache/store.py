@@ -21,7 +21,7 @@ from pathlib import Path
 
 from hub_services.cache.layout import DID, incoming_dir, published_path
 from hub_services.cache.rucio import CacheRucio, Replica, RucioDown
-from spawner_hooks.files import atomic_write
+from lakehub.files import atomic_write
 
 log = logging.getLogger("lakehub.cache")
 

@@ -24,8 +24,9 @@ import httpx
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from hub_config.site import SiteError, load_site
 from hub_services.cache.layout import BadDID, parse_did
+from lakehub.contract import ENV_CACHE_URL
+from sitefile import SiteError, load_site
 
 
 class Course(BaseModel):
@@ -108,13 +109,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     course = load_course(args.course)
     # in a cluster job: the cache's address and a hub token come from the environment
-    if os.environ.get("LAKEHUB_CACHE_URL") and os.environ.get("JUPYTERHUB_API_TOKEN"):
-        return _run(course, os.environ["LAKEHUB_CACHE_URL"], os.environ["JUPYTERHUB_API_TOKEN"])
+    if os.environ.get(ENV_CACHE_URL) and os.environ.get("JUPYTERHUB_API_TOKEN"):
+        return _run(course, os.environ[ENV_CACHE_URL], os.environ["JUPYTERHUB_API_TOKEN"])
     return _run_local(course, args.site)
 
 
 def _run_local(course: Course, site_file: Path | None) -> int:
-    from localstack.paths import REPO, StackPaths
+    from sitefile.state import REPO, StackPaths
 
     site_file = site_file or REPO / "examples" / "site.local.yaml"
     try:

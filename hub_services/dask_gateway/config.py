@@ -14,13 +14,17 @@ import json
 import os
 from pathlib import Path, PurePosixPath
 
-from hub_config.site import Site, memory_bytes
-
-SERVICE = "dask-gateway"
-ACCESS = f"access:services!service={SERVICE}"
-PREFIX = f"/services/{SERVICE}"
-SESSION_DIR = ".lakehub"  # the session's folder in a home (spawner_hooks.hooks.HomeDelivery)
-ENV_CONFIG = "LAKEHUB_DASK_CONFIG"
+from lakehub.contract import (
+    BEARER_TOKEN_FILE,
+    DASK_SERVICE,
+    ENV_DASK_CONFIG,
+    RUCIO_CFG_FILE,
+    RUCIO_CONFIG,
+    SESSION_DIR,
+    TOKEN_FILE,
+    service_prefix,
+)
+from sitefile import Site, memory_bytes
 
 
 def gateway_settings(
@@ -36,9 +40,9 @@ def gateway_settings(
     environment runs schedulers and workers, and the site's limits."""
     dask = site.dask
     return {
-        "service": SERVICE,
+        "service": DASK_SERVICE,
         "address": f"127.0.0.1:{port}",
-        "prefix": PREFIX,
+        "prefix": service_prefix(DASK_SERVICE),
         "clusters_directory": clusters_directory,
         "home_template": home_template,
         "bin_dir": bin_dir,
@@ -54,10 +58,10 @@ def session_paths(home: str) -> dict[str, str]:
     """The user's own Rucio client files, as their session sees them (pure)."""
     folder = PurePosixPath(home) / SESSION_DIR
     return {
-        # kept fresh by the session's refresher (lakehub.tokens); readable only by the
+        # kept fresh by the session's refresher (lakehub.token_refresher); readable only by the
         # user's account, which is the account schedulers and workers run as
-        "BEARER_TOKEN_FILE": str(folder / "rucio-token"),
-        "RUCIO_CONFIG": str(folder / "rucio.cfg"),
+        BEARER_TOKEN_FILE: str(folder / TOKEN_FILE),
+        RUCIO_CONFIG: str(folder / RUCIO_CFG_FILE),
     }
 
 
@@ -100,7 +104,7 @@ def configure(c, settings: dict) -> None:
 
 def load_from_environment(c) -> None:
     """Entry point for ``gateway_config.py``: the settings file named by the hub."""
-    where = os.environ.get(ENV_CONFIG)
+    where = os.environ.get(ENV_DASK_CONFIG)
     if not where:
-        raise SystemExit(f"{ENV_CONFIG} is not set; the hub starts this service")
+        raise SystemExit(f"{ENV_DASK_CONFIG} is not set; the hub starts this service")
     configure(c, json.loads(Path(where).read_text(encoding="utf-8")))

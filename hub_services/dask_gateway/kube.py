@@ -10,8 +10,8 @@ What it adds to the chart: one cluster per user, the site's worker limit and idl
 timeout, and per-user pod pieces computed from the *authenticated* user name: the shared
 cache read-only, and the user's own Rucio token Secret mounted read-only with
 ``BEARER_TOKEN_FILE`` pointing at it.  The hub creates that Secret at spawn and deletes
-it with the user's last server (``spawner_hooks.kube.KubeSecretDelivery``), and the token
-service rewrites its token after each renewal (``hub_services.secret_renewal``); the
+it with the user's last server (``spawner_hooks.kube_delivery.KubeSecretDelivery``), and the token
+service rewrites its token after each renewal (``tokens.secret_renewal``); the
 kubelet refreshes a mounted Secret in place when its content changes (it is not
 immutable, and it is mounted without subPath).
 """
@@ -22,29 +22,30 @@ import functools
 import os
 from collections.abc import Mapping
 
-from hub_config.kube import cache_volume, cache_volume_mount
+from lakehub.contract import (
+    BEARER_TOKEN_FILE,
+    ENV_DASK_CACHE_CLAIM,
+    ENV_DASK_CACHE_MOUNT,
+    ENV_DASK_IDLE_TIMEOUT,
+    ENV_DASK_MAX_WORKERS,
+    ENV_DASK_TOKEN_DIR,
+    TOKEN_FILE,
+    TOKEN_MOUNT,
+)
+from spawner_hooks.kube_delivery import user_token_secret_name
+from spawner_hooks.kube_volumes import cache_volume, cache_volume_mount
 
-ENV_MAX_WORKERS = "LAKEHUB_DASK_MAX_WORKERS"
-ENV_IDLE_TIMEOUT = "LAKEHUB_DASK_IDLE_TIMEOUT"
-ENV_CACHE_CLAIM = "LAKEHUB_DASK_CACHE_CLAIM"
-ENV_CACHE_MOUNT = "LAKEHUB_DASK_CACHE_MOUNT"
-ENV_TOKEN_DIR = "LAKEHUB_DASK_TOKEN_DIR"  # noqa: S105 (a name, not a secret)
-
-TOKEN_VOLUME = "lakehub-rucio-token"  # noqa: S105 (a name, not a secret)
-TOKEN_KEY = "rucio-token"  # noqa: S105 (a Secret key name)
-DEFAULT_TOKEN_DIR = "/var/run/lakehub-token"  # noqa: S105 (a path)
+TOKEN_VOLUME = "lakehub-rucio-token"  # noqa: S105 (a volume's name in a worker pod)
 
 
 def token_secret_name(username: str) -> str:
     """The per-user token Secret the hub creates at spawn and the token service renews
-    (``spawner_hooks.kube.user_token_secret_name``)."""
-    from spawner_hooks.kube import user_token_secret_name
-
+    (:func:`spawner_hooks.kube_delivery.user_token_secret_name`)."""
     return user_token_secret_name(username)
 
 
 def user_pod_overrides(
-    username: str, *, cache_claim: str, cache_mount: str, token_dir: str = DEFAULT_TOKEN_DIR
+    username: str, *, cache_claim: str, cache_mount: str, token_dir: str = TOKEN_MOUNT
 ) -> dict:
     """KubeClusterConfig overrides for one user's scheduler and workers (pure)."""
     volumes = [
@@ -53,7 +54,7 @@ def user_pod_overrides(
             "name": TOKEN_VOLUME,
             "secret": {
                 "secretName": token_secret_name(username),
-                "items": [{"key": TOKEN_KEY, "path": TOKEN_KEY}],
+                "items": [{"key": TOKEN_FILE, "path": TOKEN_FILE}],
                 "defaultMode": 0o400,
                 # pods start without it (no Rucio on workers) until the Secret exists
                 "optional": True,
@@ -70,7 +71,7 @@ def user_pod_overrides(
         "scheduler_extra_container_config": container,
         "worker_extra_pod_config": pod,
         "worker_extra_container_config": container,
-        "environment": {"BEARER_TOKEN_FILE": f"{token_dir}/{TOKEN_KEY}"},
+        "environment": {BEARER_TOKEN_FILE: f"{token_dir}/{TOKEN_FILE}"},
     }
 
 
@@ -79,8 +80,8 @@ def configure(c, environ: Mapping[str, str] | None = None) -> None:
     from dask_gateway_server.options import Options
 
     env = os.environ if environ is None else environ
-    claim, mount = env[ENV_CACHE_CLAIM], env[ENV_CACHE_MOUNT]
-    token_dir = env.get(ENV_TOKEN_DIR, DEFAULT_TOKEN_DIR)
+    claim, mount = env[ENV_DASK_CACHE_CLAIM], env[ENV_DASK_CACHE_MOUNT]
+    token_dir = env.get(ENV_DASK_TOKEN_DIR, TOKEN_MOUNT)
 
     def per_user(options, user) -> dict:
         return user_pod_overrides(
@@ -89,8 +90,8 @@ def configure(c, environ: Mapping[str, str] | None = None) -> None:
 
     c.DaskGateway.backend_class = "hub_services.dask_gateway.kube.LakehubKubeBackend"
     c.KubeBackend.cluster_options = Options(handler=per_user)
-    c.KubeClusterConfig.cluster_max_workers = int(env[ENV_MAX_WORKERS])
-    c.KubeClusterConfig.idle_timeout = float(env[ENV_IDLE_TIMEOUT])
+    c.KubeClusterConfig.cluster_max_workers = int(env[ENV_DASK_MAX_WORKERS])
+    c.KubeClusterConfig.idle_timeout = float(env[ENV_DASK_IDLE_TIMEOUT])
 
 
 @functools.cache

@@ -28,10 +28,6 @@ component: {{ .component | quote }}
 {{- printf "%s:%s" .name .tag }}
 {{- end }}
 
-{{- define "lakehub.cacheServiceUrl" -}}
-{{- printf "http://%s:%d" .Values.cache.service.name (int .Values.cache.service.port) }}
-{{- end }}
-
 {{- /* a restrictive container securityContext for lakehub's own processes */}}
 {{- define "lakehub.containerSecurityContext" -}}
 runAsNonRoot: true

@@ -1,7 +1,6 @@
-"""`make push-notebooks` and `make course-status`: course material for the local stack.
-
-    python -m localstack.courses push --course NAME [--site SITE]
-    python -m localstack.courses status [--site SITE]
+"""Course material on the local stack: the mirrors students pull from, publishing a
+revision into them (`make push-notebooks`), and who has which revision
+(`make course-status`).
 
 Students pull every course from a bare git repository ``<state>/courses/<name>.git``
 (a ``file://`` URL their accounts can read).  ``push`` makes the course's current state
@@ -11,22 +10,20 @@ fetches the branch from the instructor's remote into that mirror.  Nothing reach
 student before a push, so an instructor edits freely and publishes when ready.
 
 The hub records which revision each student pulled (``<state>/courses/revisions.json``,
-updated at every spawn); both commands compare it with the mirror.  For a site without a
-``local:`` section (a cluster) both commands hand over to ``hub_services.courses``.
+updated at every spawn); both commands compare it with the mirror.  The command line is
+``python -m courses`` (:mod:`courses.__main__`).
 """
 
 from __future__ import annotations
 
-import argparse
+import json
 import os
-import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from hub_config.site import Site, SiteError, load_site
-from hub_services.course_git import (
-    CourseError,
+from courses.git import (
     branch_tip,
     changes,
     commit_folder,
@@ -34,9 +31,11 @@ from hub_services.course_git import (
     find_course,
     revision_number,
 )
-from localstack.paths import StackPaths
-from spawner_hooks.courses import REVISIONS_FILE, CourseSource, nbgitpuller_link, read_revisions
-from spawner_hooks.files import atomic_write
+from courses.links import nbgitpuller_link
+from lakehub.contract import REVISIONS_FILE
+from lakehub.files import atomic_write
+from sitefile import Course, Site
+from sitefile.state import StackPaths
 
 
 def courses_dir(paths: StackPaths) -> Path:
@@ -51,12 +50,37 @@ def revisions_file(paths: StackPaths) -> Path:
     return courses_dir(paths) / REVISIONS_FILE
 
 
-def sources(site: Site, paths: StackPaths) -> list[CourseSource]:
-    """What the spawn hook pulls: every course from its mirror under the state folder."""
-    return [
-        CourseSource(c.name, mirror(paths, c.name).as_uri(), c.branch, c.target)
-        for c in site.courses
-    ]
+def sources(site: Site, paths: StackPaths) -> list[Course]:
+    """What students pull: every course of the site, from its mirror under the state
+    folder (a ``file://`` URL in place of the instructor's source)."""
+    return [c.model_copy(update={"source": mirror(paths, c.name).as_uri()}) for c in site.courses]
+
+
+def record_revisions(
+    revisions: Mapping, username: str, pulled: Mapping[str, str], now: float
+) -> dict:
+    """The revision record after ``username`` pulled ``{course: commit}`` (pure).
+
+    Shape: ``{course: {username: {"revision": sha, "pulled_at": epoch seconds}}}``.
+    """
+    out = {k: dict(v) for k, v in revisions.items() if isinstance(v, dict)}
+    for course, sha in pulled.items():
+        out.setdefault(course, {})[username] = {"revision": sha, "pulled_at": int(now)}
+    return out
+
+
+def read_revisions(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def save_revisions(path: Path, username: str, pulled: Mapping[str, str]) -> None:
+    """Record that ``username`` pulled ``{course: commit}`` now (blocking file I/O)."""
+    updated = record_revisions(read_revisions(path), username, pulled, time.time())
+    atomic_write(path, json.dumps(updated, indent=1, sort_keys=True), 0o644)
 
 
 def git_system_config(paths: StackPaths, site: Site) -> Path:
@@ -169,50 +193,3 @@ def status_text(site: Site, paths: StackPaths) -> str:
                 f"  pulled {when}  {state}"
             )
     return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m localstack.courses", description=__doc__.splitlines()[0]
-    )
-    parser.add_argument("command", choices=["push", "status"])
-    parser.add_argument("--course", help="name of the course in the site file (push)")
-    parser.add_argument("--site", type=Path, default=Path("examples/site.local.yaml"))
-    parser.add_argument("--from", dest="folder", type=Path, help="clusters: push this folder")
-    args = parser.parse_args(argv)
-    paths = StackPaths.default()
-    try:
-        site = load_site(args.site)
-        if site.local is None:  # a cluster site: the course remotes and the running pods
-            from hub_services import courses as cluster
-
-            forward = [args.command, "--site", str(args.site)]
-            forward += ["--course", args.course] if args.course else []
-            forward += ["--from", str(args.folder)] if args.folder else []
-            return cluster.main(forward)
-        if args.folder:
-            print(
-                "lakehub: FROM= is for cluster sites; here the course's source folder"
-                " in the site file is what gets published",
-                file=sys.stderr,
-            )
-            return 2
-        if args.command == "status":
-            print(status_text(site, paths))
-            return 0
-        if not args.course:
-            names = ", ".join(c.name for c in site.courses) or "none in the site file"
-            print(f"usage: make push-notebooks COURSE=<name>  (courses: {names})", file=sys.stderr)
-            return 2
-        print(push(site, paths, args.course).text())
-        return 0
-    except SiteError as exc:
-        print(exc, file=sys.stderr)
-        return 1
-    except CourseError as exc:
-        print(f"lakehub: {exc}", file=sys.stderr)
-        return 1
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
