@@ -151,7 +151,13 @@ SECRETISH = re.compile(r"(secret|password|passwd|token|crypt|private|key)", re.I
 # environment variables that would carry a secret's content
 SECRET_ENV = re.compile(r"(SECRET|PASSWORD|PASSWD|CRYPT|PRIVATE|_TOKEN$|_KEY$)")
 # keys whose values are names or paths of secrets, never their content
-REFERENCE_KEYS = {"existingSecret", "secretName", "hubSecretName", "rucioAdminSecret", "hubTokenKey"}
+REFERENCE_KEYS = {
+    "existingSecret",
+    "secretName",
+    "hubSecretName",
+    "rucioAdminSecret",
+    "hubTokenKey",
+}
 # z2jh keys that would carry secret material if set
 Z2JH_SECRET_PATHS = [
     ("hub", "cookieSecret"),
