@@ -95,6 +95,16 @@ undeploy: ## remove the release; keeps user volumes, cache and hub db unless PUR
 	@bash scripts/ensure-env.sh dev >&2
 	@SITE=$(SITE) bash helm/deploy.sh undeploy
 
-.PHONY: k8s-tools
-k8s-tools: ## kube-apiserver, etcd, kwok for `pytest -m k8s` and the k8s bench; built once, cached outside the repo
+.PHONY: k8s-tools cluster-up cluster-down cluster-status
+k8s-tools: ## Kubernetes 1.36 programs, containerd, CNI, CoreDNS, node images; built once, cached outside the repo
 	@bash scripts/ensure-k8s-tools.sh >/dev/null
+
+# IMAGES='localhost/lakehub/singleuser:0.1.0 ...': podman images to import into the node
+cluster-up: envs k8s-tools ## a real one-node Kubernetes cluster on this machine (root; see docs/deploy.md)
+	@$(DEV_PY) -m testkit.node up $(foreach image,$(IMAGES),--image $(image))
+
+cluster-down: ## stop that cluster (by PID) and remove what it added to the host
+	@if [ -x $(DEV_PY) ]; then $(DEV_PY) -m testkit.node down; fi
+
+cluster-status: ## is the one-node cluster running
+	@$(DEV_PY) -m testkit.node status

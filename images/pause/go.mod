@@ -1,0 +1,3 @@
+module lakehub.invalid/pause
+
+go 1.26.0
