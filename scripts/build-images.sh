@@ -25,8 +25,10 @@
 # npm packages from a folder made by `npm ci` on this host. Each is cached by the hash of
 # what produced it (see scripts/lib/images.sh).
 #
-# Idempotent: a second run reuses the bases, the wheelhouses, the package folders and the
-# engine's layer cache, and takes seconds.
+# Idempotent: a second run reuses the bases, the wheelhouses and the package folders, and
+# skips the engine for every image whose label org.lakehub.build-key already matches its
+# inputs; it takes seconds. With LAKEHUB_IMAGES_OFFLINE=auto a failed pull is not retried
+# for an hour.
 #
 # Environment:
 #   LAKEHUB_HOME            state folder (default <repo>/.lakehub); podman's configuration

@@ -719,3 +719,26 @@ def test_proxy_process(proxy_host, proxy):
     major = int(proxy_host.check_output("node --version").lstrip("v").split(".")[0])
     assert major >= 20  # configurable-http-proxy's engines field
     assert proxy_host.check_output("configurable-http-proxy --version") == chp_version()
+
+
+def test_second_build_changes_nothing(singleuser, hub_stack, proxy):
+    """After the fixtures built every image, `build-images.sh all` finds them up to date."""
+    env = {**os.environ, "LAKEHUB_HOME": str(HOME)}
+    started = time.monotonic()
+    proc = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "build-images.sh"), "all"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    seconds = time.monotonic() - started
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    info = json.loads((HOME / "images" / "build.json").read_text())
+    names = ["singleuser", "hub", "proxy"]
+    if info["images"]["hub"]["base_kind"] == "equivalent":
+        names.append("hub-base")
+    images = [info["images"][k]["image"] for k in names]
+    for image in images:
+        assert f"{image}: up to date" in proc.stderr, proc.stderr[-4000:]
+    assert "STEP " not in proc.stdout + proc.stderr
+    assert seconds < 60, seconds

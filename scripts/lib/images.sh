@@ -60,15 +60,26 @@ ensure_debs() {
 # ---------------------------------------------------------------- container engine
 image_exists() { "$engine" image inspect "$1" >/dev/null 2>&1; }
 
-# Is IMAGE available, pulling it if allowed? (return 1: take the offline path)
+# Is IMAGE available, pulling it if allowed? (return 1: take the offline path) A failed
+# pull is remembered for an hour (LAKEHUB_IMAGES_OFFLINE=auto only), so that repeated
+# offline runs do not wait for the registry each time.
 available() {
+  local mark
   image_exists "$1" && return 0
   [ "$offline" = 1 ] && return 1
+  mark=$cache/pull-failed/$(printf '%s' "$1" | hash_of 16)
+  if [ "$offline" = auto ] && [ -n "$(find "$mark" -mmin -60 2>/dev/null)" ]; then
+    say "not pulling $1: a pull failed less than an hour ago (remove $mark to retry)"
+    return 1
+  fi
   say "pulling $1"
-  if timeout 600 "$engine" pull "$1"; then
+  if timeout 600 "$engine" pull "$1" >&2; then
+    rm -f "$mark"
     return 0
   fi
   [ "$offline" = 0 ] && die "cannot pull $1 (LAKEHUB_IMAGES_OFFLINE=0)"
+  mkdir -p "$(dirname "$mark")"
+  printf '%s\n' "$1" >"$mark"
   say "cannot pull $1: taking the offline path"
   return 1
 }
@@ -199,9 +210,18 @@ tools_python() { # a host venv with pip for resolving wheels
   echo "$venv/bin/python"
 }
 
-probe_python() { # IMAGE -> "version glibc machine" of the image's python3
-  "$engine" run --rm --network=none --entrypoint python3 "$1" -c \
-    'import platform; print(platform.python_version(), platform.libc_ver()[1], platform.machine())'
+probe_python() { # IMAGE -> "version glibc machine" of the image's python3 (cached per image id)
+  local id f
+  id=$("$engine" image inspect --format '{{.Id}}' "$1") || return 1
+  f=$cache/probe/$id
+  if [ ! -s "$f" ]; then
+    mkdir -p "$cache/probe"
+    "$engine" run --rm --network=none --entrypoint python3 "$1" -c \
+      'import platform; print(platform.python_version(), platform.libc_ver()[1], platform.machine())' \
+      >"$f.tmp" || return 1
+    mv "$f.tmp" "$f"
+  fi
+  cat "$f"
 }
 
 platform_args() { # GLIBC MACHINE -> --platform flags, newest manylinux first
@@ -315,18 +335,23 @@ ensure_npm_folder() {
 
 # ---------------------------------------------------------------- build context
 # stage_context NAME PATH...: a fresh folder with only the given repository paths (no
-# caches), normalised modes and times so the layer cache sees content only, plus wheels/
-# (the wheelhouse, or empty).
+# caches), with normalised owners, modes and times so the layer cache sees content only,
+# plus wheels/ (the wheelhouse, or empty). Sets context and context_key (what the
+# context holds: the hash of the repository paths and the names of the cached folders,
+# which are content-keyed themselves).
 stage_context() {
   local name=$1
   shift
   context=$cache/context/$name
-  rm -rf "$context"
+  rm -rf "$context" "$context.tar"
   mkdir -p "$context/wheels"
   tar -C "$top" --exclude=__pycache__ --exclude='*.pyc' --exclude=.ipynb_checkpoints \
-    -cf - "$@" | tar -C "$context" -xf -
-  chmod -R u=rwX,go=rX "$context"
-  find "$context" -exec touch -h -d @315532800 {} +
+    --sort=name --mtime=@315532800 --owner=0 --group=0 --numeric-owner --mode=u=rwX,go=rX \
+    -cf "$context.tar" "$@"
+  context_key=$(hash_of 16 <"$context.tar")
+  tar -C "$context" -xf "$context.tar"
+  rm -f "$context.tar"
+  find "$context" -type d -exec touch -d @315532800 {} +
   if [ "$use_wheelhouse" = 1 ] && [ -n "${wheelhouse:-}" ]; then
     context_add "$wheelhouse" wheels
   fi
@@ -340,20 +365,38 @@ context_add() {
   cp -al "$src/." "$dest/" 2>/dev/null || cp -a "$src/." "$dest/"
   rm -f "$dest/.complete"
   find "$dest" -exec touch -h -d @315532800 {} +
+  context_key="$context_key $2=$(basename "$src")"
 }
 
-build() { # IMAGE DOCKERFILE BASE   sets size, timing_build
-  local image=$1 dockerfile=$2 base=$3 t previous net=(--network=none)
+# build IMAGE DOCKERFILE BASE   sets size, timing_build
+#   The image is labelled with a key of everything it is made of (the context key, the
+#   Dockerfile, the base image's id, the network mode); when IMAGE already carries the
+#   same key, the engine is not asked at all.
+build() {
+  local image=$1 dockerfile=$2 base=$3 t previous key have net=(--network=none)
   [ "$use_wheelhouse" = 1 ] || net=()
   t=$SECONDS
-  previous=$("$engine" image inspect --format '{{.Id}}' "$image" 2>/dev/null || true)
-  say "building $image FROM $base"
-  "$engine" build "${net[@]}" --build-arg BASE_IMAGE="$base" -f "$dockerfile" -t "$image" "$context" >&2
-  # the image this tag named before is now untagged: drop it (and its unshared layers)
-  if [ -n "$previous" ] && [ "$previous" != "$("$engine" image inspect --format '{{.Id}}' "$image")" ]; then
-    "$engine" rmi "$previous" >/dev/null 2>&1 || true
+  key=$( {
+    echo "build 1 $context_key ${net[*]}"
+    "$engine" image inspect --format '{{.Id}}' "$base"
+    cat "$dockerfile"
+  } | hash_of 16)
+  have=$("$engine" image inspect --format '{{index .Labels "org.lakehub.build-key"}}' "$image" 2>/dev/null || true)
+  if [ "$have" != "$key" ]; then
+    previous=$("$engine" image inspect --format '{{.Id}}' "$image" 2>/dev/null || true)
+    say "building $image FROM $base"
+    "$engine" build "${net[@]}" --build-arg BASE_IMAGE="$base" --label "org.lakehub.build-key=$key" \
+      -f "$dockerfile" -t "$image" "$context" >&2
+    # the image this tag named before is now untagged: drop it (and its unshared layers)
+    if [ -n "$previous" ] && [ "$previous" != "$("$engine" image inspect --format '{{.Id}}' "$image")" ]; then
+      "$engine" rmi "$previous" >/dev/null 2>&1 || true
+    fi
   fi
   timing_build=$(since "$t")
   size=$("$engine" image inspect --format '{{.Size}}' "$image")
-  say "$image built in ${timing_build} s, $((size / 1000000)) MB"
+  if [ "$have" = "$key" ]; then
+    say "$image: up to date ($((size / 1000000)) MB)"
+  else
+    say "$image built in ${timing_build} s, $((size / 1000000)) MB"
+  fi
 }
