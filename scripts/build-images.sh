@@ -37,7 +37,8 @@
 #   LAKEHUB_IMAGE_CACHE     root file systems, wheelhouses, package folders, build contexts
 #                           (default /var/cache/lakehub as root, ~/.cache/lakehub otherwise)
 #   LAKEHUB_IMAGES_OFFLINE  auto (default: pull if possible) | 1 (never pull) | 0 (must pull)
-#   LAKEHUB_WHEELHOUSE      1 (default) | 0: no wheelhouse, pip in the build uses the index
+#   LAKEHUB_WHEELHOUSE      1 (default) | 0: no wheelhouse for singleuser and hub, pip in
+#                           their builds uses the index (hub-base always uses one)
 #   CONTAINER_ENGINE        podman | docker
 #   IMAGE_PREFIX, IMAGE_TAG default localhost/lakehub and the version in pyproject.toml
 #   SINGLEUSER_BASE         default docker.io/library/python:3.11-slim-bookworm
@@ -165,7 +166,8 @@ build_singleuser() {
 
 # The equivalent of quay.io/jupyterhub/k8s-hub:$z2jh_version, FROM the bookworm base.
 build_hub_base() { # sets hub_base
-  local pyinfo
+  # its Dockerfile installs only from the wheelhouse, whatever LAKEHUB_WHEELHOUSE says
+  local pyinfo use_wheelhouse=1
   hub_base=$prefix/hub-base:$z2jh_version
   reset_timings
   ensure_debian_base bookworm-base "$su_suite" "$su_include"
