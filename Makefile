@@ -66,7 +66,7 @@ test: deps helm k8s-tools ## run the tests (ARGS='-m e2e' or any pytest argument
 	@$(DEV_PY) -m pytest $(ARGS)
 
 .PHONY: images
-images: ## container images: singleuser (+ hub when its z2jh base can be had); podman, cached
+images: ## container images: singleuser, hub (on a z2jh-equivalent base offline), proxy; podman, cached
 	@bash scripts/build-images.sh
 
 bench: deps ## performance figures, one JSON object per line on stdout
