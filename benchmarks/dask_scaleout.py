@@ -20,6 +20,7 @@ import asyncio
 import json
 import statistics
 
+from benchmarks.common import Family, count, emit, running_stack
 from testkit.harness import KernelSession, notebook_code
 
 FIGURE = "dask_speedup_2_workers"
@@ -93,3 +94,26 @@ def run(stack, user: str, reps: int) -> dict:
         "timed": "notebook's single-process loop vs its uproot.dask work on 2 gateway"
         " workers, same files from the shared cache, back to back in one kernel",
     }
+
+
+def dask_group(args, out) -> None:
+    site = {
+        "events": args.dask_events,
+        "dask": {"enabled": True, "max_workers_per_user": WORKERS},
+        "demo_data": {"layouts": ["GamGam"], "files": args.dask_files},
+    }
+    with running_stack("dask", args.keep_logs, site) as stack:
+        user = "bench-dask"
+        stack.admin.ensure_user(user)
+        stack.admin.start_server(user)
+        result = run(stack, user, args.dask_reps)
+        emit(out, FIGURE, result.pop("value"), **result)
+
+
+def dask_arguments(parser) -> None:
+    count(parser, "--dask-files", 4, "GamGam files for the Dask figure")
+    count(parser, "--dask-events", 500_000, "events per file for the Dask figure")
+    count(parser, "--dask-reps", 5, "timed pairs for the Dask figure")
+
+
+FAMILIES = (Family((FIGURE,), dask_group, dask_arguments),)

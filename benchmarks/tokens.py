@@ -20,6 +20,7 @@ from pathlib import Path
 
 import httpx
 
+from benchmarks.common import Family, emit, log, running_stack
 from hub_config.local import issuer_url
 from hub_config.scopes import TOKEN_ACCESS
 from lakehub.contract import ISSUER_SERVICE
@@ -120,3 +121,11 @@ def token_figures(stack: Stack, emit, log, window_s: float = 60.0) -> None:
         p50_ms=round(statistics.median(latencies), 1),
         **context,
     )
+
+
+def token_group(args, out) -> None:
+    with running_stack("tokens", args.keep_logs) as stack:
+        token_figures(stack, lambda figure, value, **c: emit(out, figure, value, **c), log)
+
+
+FAMILIES = (Family(("token_service_hub_cpu_fraction", "token_refresh_p99_ms"), token_group),)

@@ -9,21 +9,7 @@ kubelet, no scheduler, no controller-manager.  Pods never execute; kwok writes t
 status.  User pods are bound to the fake node by ``nodeName``; the namespace's
 ``default`` ServiceAccount is created here (the controller-manager's job).
 
-``tests/test_k8s.py`` and :func:`run` both use it.  The figures (one JSON object per
-line, ``{"figure": NAME, "value": NUMBER, ...}``):
-
-k8s_concurrent_starts_p99_s
-    200 users start at once through the real KubeSpawner with lakehub's hooks, under
-    the hub's ServiceAccount token, each timed from the pre-spawn hook (token exchange at
-    a fake identity provider in its own process, the Secret) through PVC and pod creation
-    until KubeSpawner sees the pod Running.  The 99th percentile, in seconds (goal < 5).
-    Context: the same starts without lakehub's hooks (``without_hooks``), measured
-    afterwards on the same apiserver; both after a warm-up of 10 starts.
-k8s_start_failures
-    How many of those starts failed or left no Secret holding a token (goal 0).
-
-``python -m testkit.apiserver [--users N]`` prints both; every process started is
-stopped by PID on the way out and its folder removed.
+``tests/test_k8s.py`` and the k8s figures of ``make bench`` (``benchmarks/k8s.py``) use it.
 """
 
 from __future__ import annotations
@@ -39,7 +25,6 @@ import shutil
 import signal
 import socket
 import ssl
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -49,7 +34,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import IO
 from urllib.parse import parse_qs
 
 import httpx
@@ -61,10 +45,6 @@ NAMESPACE = "lakehub"
 HUB_SA = "hub"
 NODE = "lakehub-fake-node"
 ADMIN_USER = "lakehub-test-admin"
-P99 = "k8s_concurrent_starts_p99_s"
-FAILURES = "k8s_start_failures"
-P99_GOAL_S = 5.0
-WARM_UP = 10  # starts (not measured) before the figures: a fresh apiserver is slower
 
 # z2jh 4.4.0's hub Role (templates/hub/rbac.yaml), as the chart grants it
 HUB_ROLE_RULES = [
@@ -846,20 +826,6 @@ async def stop_reflectors() -> None:
     await KubeSpawner._stop_all_reflectors()
 
 
-# --- the benchmark ------------------------------------------------------------------------
-
-
-def emit(out: IO[str], figure: str, value: float | int | None, **context) -> None:
-    out.write(json.dumps({"figure": figure, "value": value, **context}) + "\n")
-    out.flush()
-
-
-def p99(values: list[float]) -> float:
-    """The nearest-rank 99th percentile."""
-    ordered = sorted(values)
-    return ordered[max(0, -(-99 * len(ordered) // 100) - 1)]
-
-
 @contextlib.contextmanager
 def idp_process(folder: Path) -> Iterator[FakeIdentityProvider]:
     """The fake identity provider in a process of its own, as a real one would be: its
@@ -892,116 +858,6 @@ def idp_process(folder: Path) -> Iterator[FakeIdentityProvider]:
         process.stop()
 
 
-async def _starts(plane: ControlPlane, users: int, prefix: str, idp=None) -> dict:
-    """``users`` servers started at once; with lakehub's hooks when ``idp`` is given."""
-    from oauthenticator.generic import GenericOAuthenticator
-
-    from hub_config.kubernetes import configure
-
-    config = spawner_config()
-    authenticator = None
-    if idp is not None:
-        configure(
-            config, make_site(free_port()), environ={"LAKEHUB_TOKEN_SOURCE": "token_exchange"}
-        )
-        authenticator = GenericOAuthenticator(
-            token_url=idp.token_url, client_id=idp.client_id, client_secret=idp.client_secret
-        )
-    spawners = []
-    for i in range(users):
-        name = f"{prefix}{i:03d}"
-        state = {"access_token": idp.access_token_for(name)} if idp else None
-        spawners.append(new_spawner(config, HubUser(name, state), authenticator))
-
-    async def one(spawner) -> tuple[float | None, str | None]:
-        t0 = time.monotonic()
-        try:
-            await hub_spawn(spawner)
-        except Exception as exc:
-            return None, f"{spawner.user.name}: {type(exc).__name__}: {exc}"[:300]
-        return time.monotonic() - t0, None
-
-    try:
-        t0 = time.monotonic()
-        results = await asyncio.gather(*(one(s) for s in spawners))
-        wall = time.monotonic() - t0
-        failed = {s.user.name for s, (_, error) in zip(spawners, results, strict=True) if error}
-        if idp is not None:  # a start without its Secret and token is a failed start
-            with plane.admin() as api:
-                items = api.get(
-                    f"/api/v1/namespaces/{plane.namespace}/secrets",
-                    params={"labelSelector": "app.kubernetes.io/part-of=lakehub"},
-                ).json()["items"]
-            tokens = {
-                i["metadata"]["name"] for i in items if "rucio-token" in (i.get("data") or {})
-            }
-            failed |= {s.user.name for s in spawners if f"{s.pod_name}-lakehub" not in tokens}
-        stops = await asyncio.gather(*(hub_stop(s) for s in spawners), return_exceptions=True)
-        stop_errors = [repr(e)[:200] for e in stops if isinstance(e, BaseException)]
-    finally:
-        await stop_reflectors()
-    return {
-        "times": [t for t, _ in results if t is not None],
-        "errors": [e for _, e in results if e] + stop_errors,
-        "failed_users": sorted(failed),
-        "wall_s": wall,
-    }
-
-
-def _summary(times: list[float]) -> dict:
-    if not times:
-        return {}
-    return {
-        "median_s": round(statistics.median(times), 3),
-        "p99_s": round(p99(times), 3),
-        "max_s": round(max(times), 3),
-    }
-
-
-def run(out: IO[str] | None = None, users: int = 200, baseline: bool = True) -> dict:
-    """Start the control plane, measure, print the two figures, stop everything.
-
-    With ``baseline`` the same number of plain KubeSpawner starts (no lakehub hooks) is
-    measured afterwards on the same control plane and reported as context, so that a
-    slow machine can be told apart from slow hooks.
-    """
-    out = out or sys.stdout
-    tools = k8s_tools(build=True)
-    with ControlPlane(tools) as plane:
-        token = plane.service_account_token()
-        hub_config = plane.write_kubeconfig(plane.folder / "hub.kubeconfig", token)
-        log(f"control plane up {plane.startup_s}; starting {users} servers at once")
-        with kubeconfig_in_use(hub_config):
-            with idp_process(plane.folder) as idp:
-                # a hub meets a long-running apiserver: warm this fresh one up first
-                asyncio.run(_starts(plane, WARM_UP, "warm", idp))
-                hooked = asyncio.run(_starts(plane, users, "bench", idp))
-            vanilla = None
-            if baseline:
-                log(f"baseline: {users} plain KubeSpawner starts at once")
-                vanilla = asyncio.run(_starts(plane, users, "plain"))
-        plane.check_alive()
-    times = hooked["times"]
-    context = {
-        "users": users,
-        **_summary(times),
-        "wall_s": round(hooked["wall_s"], 3),
-        "goal": f"< {P99_GOAL_S}",
-    }
-    if vanilla:
-        context["without_hooks"] = _summary(vanilla["times"])
-    emit(out, P99, round(p99(times), 3) if times else None, **context)
-    emit(
-        out,
-        FAILURES,
-        len(hooked["failed_users"]),
-        users=users,
-        goal=0,
-        examples=hooked["errors"][:3],
-    )
-    return {"hooks": hooked, "vanilla": vanilla}
-
-
 def serve_idp(port: int) -> None:
     """``--serve-idp PORT``: the fake identity provider in the foreground."""
     idp = FakeIdentityProvider(client_secret=os.environ["LAKEHUB_FAKE_IDP_SECRET"])
@@ -1010,15 +866,11 @@ def serve_idp(port: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m testkit.apiserver", description=__doc__)
-    parser.add_argument("--users", type=int, default=200)
-    parser.add_argument("--no-baseline", action="store_true", help="skip the plain starts")
-    parser.add_argument("--serve-idp", type=int, metavar="PORT", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.serve_idp:
-        serve_idp(args.serve_idp)
-        return 0
-    run(users=args.users, baseline=not args.no_baseline)
+    """``python -m testkit.apiserver --serve-idp PORT``: the fake identity provider as a
+    process of its own (started by :func:`idp_process`)."""
+    parser = argparse.ArgumentParser(prog="python -m testkit.apiserver")
+    parser.add_argument("--serve-idp", type=int, metavar="PORT", required=True)
+    serve_idp(parser.parse_args(argv).serve_idp)
     return 0
 
 
