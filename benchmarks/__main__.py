@@ -27,7 +27,7 @@ import traceback
 from pathlib import Path
 
 from benchmarks import cache, dask_scaleout, hyy, k8s, spawn, tokens
-from benchmarks.common import claim_stdout, log, terminate
+from benchmarks.common import claim_stdout, count, log, terminate
 from benchmarks.data import BenchData
 
 FAMILIES = (
@@ -49,20 +49,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--keep-logs", type=Path, help="copy each stack's logs here before removing it"
     )
-    parser.add_argument(
-        "--gamgam-files", type=int, default=4, help="generated GamGam files (default: 4)"
-    )
-    parser.add_argument(
-        "--gamgam-events",
-        type=int,
-        default=100_000,
-        help="events per generated GamGam file (default: 100000)",
-    )
+    count(parser, "--gamgam-files", 4, "generated GamGam files")
+    count(parser, "--gamgam-events", 100_000, "events per generated GamGam file")
     for family in FAMILIES:
         family.add_arguments(parser)
     args = parser.parse_args(argv)
-    if args.warmup < 0:
-        parser.error("--warmup must be >= 0")
     if args.cache_rate_mbps <= 0:
         parser.error("--cache-rate-mbps must be > 0")
     if args.cache_users < 2:

@@ -34,15 +34,6 @@ import subprocess
 import sys
 import time
 
-#: The H->yy notebook's photon branches (figure ``read`` uses the same six).
-PHOTON_BRANCHES = [
-    "photon_pt",
-    "photon_eta",
-    "photon_phi",
-    "photon_e",
-    "photon_isTightID",
-    "photon_ptcone20",
-]
 SELECTION_MARKERS = ("iterate_chunks(", "select_diphotons(")
 
 
@@ -206,7 +197,7 @@ def run_read(args: argparse.Namespace) -> dict:
                                 resident_bytes([path]) or 0
                             )
                     took[label], events[label] = timed(
-                        lambda path=path: read_all([path], PHOTON_BRANCHES, "25 MB")
+                        lambda path=path: read_all([path], args.branches, "25 MB")
                     )
                 if events["cached"] != events["local"]:
                     raise SystemExit(f"event counts differ for {cached} and {local}: {events}")
@@ -220,7 +211,7 @@ def run_read(args: argparse.Namespace) -> dict:
                 )
         result["pairs"][mode] = pairs
     result["events"] = sum(p[0] for p in result["pairs"]["cold"]) // args.reps
-    result["branches"] = PHOTON_BRANCHES
+    result["branches"] = args.branches
     return result
 
 
@@ -237,6 +228,7 @@ def main() -> int:
     read.add_argument("--warmup", type=int, default=1)
     read.add_argument("--cached", nargs="+", required=True)
     read.add_argument("--local", nargs="+", required=True)
+    read.add_argument("--branches", nargs="+", required=True, help="the branches to read")
     args = parser.parse_args()
     # the result alone on the real stdout; anything else written to fd 1 (the notebook's
     # prints, uproot's ``show``, which holds its own reference to sys.stdout) to stderr

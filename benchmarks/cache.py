@@ -34,7 +34,7 @@ from typing import IO
 
 import httpx
 
-from benchmarks.common import Family, count, emit, hub_log_problems, log, running_stack
+from benchmarks.common import Family, count, emit, hub_log_problems, log, option, running_stack
 from benchmarks.data import (
     GAMGAM_SEED,
     READ_GOAL,
@@ -48,6 +48,7 @@ from benchmarks.data import (
 )
 from hub_config.local import cache_url
 from lakehub.cache import fetch
+from localstack.demo_data import GAMGAM_BRANCHES
 from localstack.procs import wait_until
 from testkit.harness import (
     Stack,
@@ -336,7 +337,8 @@ def read_cached_vs_local(
         raise RuntimeError("the local copy differs from the cached files")
     log(f"reading {len(cached)} cached files and their copies in {local_dir}")
     result = analysis_driver(
-        ["read", "--reps", str(args.read_reps), "--cached", *cached, "--local", *local],
+        ["read", "--reps", str(args.read_reps), "--cached", *cached, "--local", *local]
+        + ["--branches", *GAMGAM_BRANCHES],  # the H->yy notebook's photon branches
         limit_s=600,
     )
     result["cached_files"] = cached
@@ -352,12 +354,7 @@ def cache_arguments(parser: argparse.ArgumentParser) -> None:
     count(parser, "--cache-rounds", 3, "rounds of (1 user, --cache-users users) on fresh data")
     count(parser, "--cache-files", 4, "files per dataset")
     count(parser, "--cache-file-mb", 20, "MB per file")
-    parser.add_argument(
-        "--cache-rate-mbps",
-        type=float,
-        default=40.0,
-        help="site cache.transfer_rate_limit_mbps, Mbit/s per transfer (default: 40)",
-    )
+    option(parser, "--cache-rate-mbps", 40.0, "cache.transfer_rate_limit_mbps, Mbit/s per transfer")
     count(parser, "--read-reps", 15, "timed reads of each copy per page-cache mode")
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from localstack.procs import process_table
 from spawner_hooks.local_spawner import SYSTEM_USER_PREFIX
 from testkit.harness import (
     Stack,
@@ -31,16 +32,22 @@ from testkit.harness import (
 
 def count(parser: argparse.ArgumentParser, flag: str, default: int, what: str) -> None:
     """A count option (an integer >= 1): ``--flag N``, "what (default: N)"."""
+    option(parser, flag, default, what, minimum=1)
 
-    def at_least_one(text: str) -> int:
-        value = int(text)
-        if value < 1:
-            raise argparse.ArgumentTypeError(f"{flag} must be >= 1, got {value}")
+
+def option(
+    parser: argparse.ArgumentParser, flag: str, default: float, what: str, minimum: float = 0
+) -> None:
+    """A number option of ``default``'s type, at least ``minimum``."""
+    kind = type(default)
+
+    def checked(text: str):
+        value = kind(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{flag} must be >= {minimum}, got {value}")
         return value
 
-    parser.add_argument(
-        flag, type=at_least_one, default=default, help=f"{what} (default: {default})"
-    )
+    parser.add_argument(flag, type=checked, default=default, help=f"{what} (default: {default})")
 
 
 @dataclass(frozen=True)
@@ -131,18 +138,11 @@ def report_hub_log(label: str, state: Path) -> None:
 def leftover_processes(folder: Path) -> list[str]:
     """Processes still working in or on the stack folder (there should be none)."""
     prefix = str(folder)
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cwd = os.readlink(entry / "cwd")
-            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if cwd.startswith(prefix) or prefix in cmd:
-            found.append(f"pid {entry.name}: {cmd.strip()[:160]}")
-    return found
+    return [
+        f"pid {pid}: {cmd[:160]}"
+        for pid, cmd, cwd, _ in process_table()
+        if pid != os.getpid() and (cwd.startswith(prefix) or prefix in cmd)
+    ]
 
 
 def leftover_accounts(folder: Path) -> list[str]:

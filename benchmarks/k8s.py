@@ -24,7 +24,7 @@ import sys
 import time
 from typing import IO
 
-from benchmarks.common import Family, emit, log
+from benchmarks.common import Family, count, emit, log
 from lakehub.contract import PART_OF, PART_OF_LABEL, TOKEN_FILE, session_secret_name
 from testkit.apiserver import (
     ControlPlane,
@@ -168,9 +168,7 @@ def k8s_group(args: argparse.Namespace, out: IO[str]) -> None:
 
 
 def k8s_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--k8s-users", type=int, default=200, help="users started at once (default: 200)"
-    )
+    count(parser, "--k8s-users", 200, "users started at once")
 
 
 FAMILIES = (Family((P99, FAILURES), k8s_group, k8s_arguments),)

@@ -32,7 +32,7 @@ from urllib.parse import quote
 
 import httpx
 
-from benchmarks.common import Family, count, emit, hub_log_problems, log, running_stack
+from benchmarks.common import Family, count, emit, hub_log_problems, log, option, running_stack
 from testkit.harness import (
     Stack,
     unique_user,
@@ -327,28 +327,15 @@ def concurrent_failures(args: argparse.Namespace, out: IO[str]) -> None:
     )
 
 
-# --- figures 3-5: the shared dataset cache --------------------------------------------------
-
-
 def spawn_arguments(parser: argparse.ArgumentParser) -> None:
     count(parser, "--spawns", 8, "timed spawns per hub")
-    parser.add_argument(
-        "--warmup",
-        type=int,
-        default=1,
-        help="untimed spawns per hub before the timed ones (default: 1)",
-    )
-    parser.add_argument("--spawn-timeout", type=float, default=180, help="seconds per spawn")
+    option(parser, "--warmup", 1, "untimed spawns per hub before the timed ones")
+    option(parser, "--spawn-timeout", 180.0, "seconds per spawn")
 
 
 def concurrent_arguments(parser: argparse.ArgumentParser) -> None:
     count(parser, "--concurrent", 20, "users started at once")
-    parser.add_argument(
-        "--concurrent-timeout",
-        type=float,
-        default=300,
-        help="seconds for all concurrent spawns (default: 300)",
-    )
+    option(parser, "--concurrent-timeout", 300.0, "seconds for all concurrent spawns")
 
 
 FAMILIES = (

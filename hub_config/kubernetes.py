@@ -138,7 +138,7 @@ def make_session(site: Site, environ: Mapping[str, str] | None = None) -> KubeSe
             delivery,
             cache=cache,
             cache_url=cache_url,
-            token_service_url=token_service_url,
+            token_url=token_service_url,
         )
         return KubeSession(hooks, delivery, on_stop(environ))
 

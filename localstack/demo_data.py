@@ -956,54 +956,72 @@ def _simulate_leptons(
     )
 
 
-def simulate_2lep(
-    n_events: int = DEFAULT_EVENTS,
-    seed: int = 1,
-    signal_fraction: float = DEFAULT_SIGNAL_FRACTION_2LEP,
-) -> LeptonSample:
-    """Generate dilepton events in memory; ``signal_fraction`` is the share of Z -> ll."""
-    processes = {
+@dataclass(frozen=True)
+class LeptonChannel:
+    """A lepton layout's mixture: the signal process first, then the backgrounds with
+    their shares of the non-signal events, the chance of one more soft lepton, and
+    whether the events carry missing transverse momentum."""
+
+    processes: dict[str, Callable]
+    background_shares: dict[str, float]
+    extra_prob: float
+    with_met: bool
+
+    def simulate(self, n_events: int, seed: int, signal_fraction: float) -> LeptonSample:
+        return _simulate_leptons(
+            n_events,
+            seed,
+            signal_fraction,
+            self.processes,
+            self.background_shares,
+            self.extra_prob,
+            self.with_met,
+        )
+
+
+TWO_LEP = LeptonChannel(
+    {
         "Z->ll": _z_to_ll,
         "drell-yan": _drell_yan,
         "ttbar": _ttbar_dilepton,
         "fake": _lepton_plus_fake,
-    }
-    return _simulate_leptons(
-        n_events, seed, signal_fraction, processes, TWO_LEP_BACKGROUND, TWO_LEP_EXTRA_PROB, False
-    )
-
-
-def simulate_4lep(
-    n_events: int = DEFAULT_EVENTS,
-    seed: int = 1,
-    signal_fraction: float = DEFAULT_SIGNAL_FRACTION_4LEP,
-) -> LeptonSample:
-    """Generate four-lepton events in memory; ``signal_fraction`` is the share of H -> 4l."""
-    processes = {
+    },
+    TWO_LEP_BACKGROUND,
+    TWO_LEP_EXTRA_PROB,
+    with_met=False,
+)
+FOUR_LEP = LeptonChannel(
+    {
         "H->ZZ*->4l": _higgs_to_4l,
         "ZZ": _zz_continuum,
         "Z+fakes": _z_plus_fakes,
         "ttbar+fakes": _ttbar_plus_fakes,
-    }
-    return _simulate_leptons(
-        n_events, seed, signal_fraction, processes, FOUR_LEP_BACKGROUND, FOUR_LEP_EXTRA_PROB, False
-    )
+    },
+    FOUR_LEP_BACKGROUND,
+    FOUR_LEP_EXTRA_PROB,
+    with_met=False,
+)
+ONE_LEP = LeptonChannel(
+    {"W->lnu": _w_to_lnu, "multijet": _multijet, "ttbar": _ttbar_semileptonic},
+    ONE_LEP_BACKGROUND,
+    ONE_LEP_EXTRA_PROB,
+    with_met=True,
+)
 
 
-def simulate_1lep(
-    n_events: int = DEFAULT_EVENTS,
-    seed: int = 1,
-    signal_fraction: float = DEFAULT_SIGNAL_FRACTION_1LEP,
-) -> LeptonSample:
+def simulate_2lep(n_events=DEFAULT_EVENTS, seed=1, signal_fraction=DEFAULT_SIGNAL_FRACTION_2LEP):
+    """Generate dilepton events in memory; ``signal_fraction`` is the share of Z -> ll."""
+    return TWO_LEP.simulate(n_events, seed, signal_fraction)
+
+
+def simulate_4lep(n_events=DEFAULT_EVENTS, seed=1, signal_fraction=DEFAULT_SIGNAL_FRACTION_4LEP):
+    """Generate four-lepton events in memory; ``signal_fraction`` is the share of H -> 4l."""
+    return FOUR_LEP.simulate(n_events, seed, signal_fraction)
+
+
+def simulate_1lep(n_events=DEFAULT_EVENTS, seed=1, signal_fraction=DEFAULT_SIGNAL_FRACTION_1LEP):
     """Generate one-lepton + missing-pT events in memory; ``signal_fraction`` is W -> l nu."""
-    processes = {
-        "W->lnu": _w_to_lnu,
-        "multijet": _multijet,
-        "ttbar": _ttbar_semileptonic,
-    }
-    return _simulate_leptons(
-        n_events, seed, signal_fraction, processes, ONE_LEP_BACKGROUND, ONE_LEP_EXTRA_PROB, True
-    )
+    return ONE_LEP.simulate(n_events, seed, signal_fraction)
 
 
 # =============================================================================

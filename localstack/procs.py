@@ -10,7 +10,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import httpx
@@ -139,3 +139,53 @@ def http_ok(url: str, expect: Callable[[httpx.Response], bool] | None = None) ->
         return expect(response) if expect else response.status_code < 500
 
     return check
+
+
+def serve(
+    name: str,
+    argv: Sequence[str],
+    *,
+    ready_url: str,
+    what: str,
+    run_dir: Path,
+    log_path: Path,
+    ready: Callable[[httpx.Response], bool] | None = None,
+    timeout: float = 90,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> int:
+    """Start a server process and wait until ``ready_url`` answers (``ready``, default:
+    any status below 500); a server that dies or never answers is stopped again and the
+    error carries its log's last lines.  Returns the PID."""
+    pid = start(name, argv, run_dir=run_dir, log_path=log_path, env=env, cwd=cwd)
+    try:
+        wait_until(
+            http_ok(ready_url, ready),
+            timeout=timeout,
+            what=what,
+            alive=lambda: running(name, run_dir) is not None,
+            log_path=log_path,
+        )
+    except BaseException:
+        stop(name, run_dir)  # nothing is left running when the start fails
+        raise
+    return pid
+
+
+def process_table() -> Iterator[tuple[int, str, str, str]]:
+    """``(pid, command line, working folder, executable)`` of every process this user
+    may inspect; fields that cannot be read are empty."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        fields = []
+        for link in ("cwd", "exe"):
+            try:
+                fields.append(os.readlink(entry / link))
+            except OSError:
+                fields.append("")
+        yield int(entry.name), cmdline.strip(), fields[0], fields[1]

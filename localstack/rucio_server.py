@@ -150,7 +150,7 @@ def start(paths: StackPaths, port: int, host: str = "127.0.0.1") -> int:
     url = f"http://{host}:{port}"
     if pid is None:
         log_path = paths.logs / "rucio.log"
-        pid = procs.start(
+        pid = procs.serve(
             PROCESS,
             [
                 str(venv_bin("rucio-server", "gunicorn")),
@@ -165,16 +165,12 @@ def start(paths: StackPaths, port: int, host: str = "127.0.0.1") -> int:
                 "120",
                 "rucio.web.rest.flaskapi.v1.main:application",
             ],
+            ready_url=f"{url}/ping",
+            ready=lambda r: r.status_code == 200,
+            what=f"the Rucio server on {url}",
             run_dir=paths.run,
             log_path=log_path,
             env=_server_env(paths),
-        )
-        procs.wait_until(
-            procs.http_ok(f"{url}/ping", lambda r: r.status_code == 200),
-            timeout=90,
-            what=f"the Rucio server on {url}",
-            alive=lambda: procs.running(PROCESS, paths.run) is not None,
-            log_path=log_path,
         )
     return pid
 

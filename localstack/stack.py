@@ -120,26 +120,21 @@ def start_hub(
         return pid
     log_path = paths.logs / "hub.log"
     say(f"starting JupyterHub on {url} (log: {log_path})")
-    pid = procs.start(
+    return procs.serve(
         HUB,
         [
             str(venv_bin("dev", "jupyterhub")),
             "-f",
             str(REPO / "hub_config" / "jupyterhub_config.py"),
         ],
+        ready_url=f"{url}/hub/api",
+        ready=lambda r: r.status_code == 200,
+        what=f"JupyterHub on {url}",
         run_dir=paths.run,
         log_path=log_path,
         env=hub_env(site_file, paths, with_hooks=with_hooks, mock_servers=mock_servers),
         cwd=paths.hub,
     )
-    procs.wait_until(
-        procs.http_ok(f"{url}/hub/api", lambda r: r.status_code == 200),
-        timeout=90,
-        what=f"JupyterHub on {url}",
-        alive=lambda: procs.running(HUB, paths.run) is not None,
-        log_path=log_path,
-    )
-    return pid
 
 
 def ensure_demo_logins(site: Site, paths: StackPaths) -> list[str]:

@@ -37,6 +37,17 @@ RUCIO_SCOPE_PATTERN = re.compile(r"^[a-zA-Z_\-.0-9]+$")
 _IDENTIFIER = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 
 
+def _matching(pattern: re.Pattern, expected: str, max_length: int | None = None):
+    """A validator: the value as it is, or "expected <expected>, got <value>"."""
+
+    def check(value: str) -> str:
+        if (max_length is not None and len(value) > max_length) or not pattern.match(value):
+            raise ValueError(f"expected {expected}, got {value!r}")
+        return value
+
+    return check
+
+
 class SiteError(ValueError):
     """A site file that cannot be used; ``str()`` is a readable, multi-line message."""
 
@@ -64,13 +75,9 @@ def _http_url(value: str) -> str:
 HttpUrl = Annotated[str, AfterValidator(_http_url)]
 
 
-def _identifier(value: str) -> str:
-    if not _IDENTIFIER.match(value):
-        raise ValueError(
-            f"expected a short lowercase name (letters, digits, '-', '_'; starts with a letter),"
-            f" got {value!r}"
-        )
-    return value
+_identifier = _matching(
+    _IDENTIFIER, "a short lowercase name (letters, digits, '-', '_'; starts with a letter)"
+)
 
 
 Identifier = Annotated[str, AfterValidator(_identifier)]
@@ -182,22 +189,17 @@ _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
 
-def _dns_label(value: str) -> str:
-    if not _DNS_LABEL.match(value):
-        raise ValueError(
-            "expected a Kubernetes name of at most 63 characters from a-z, 0-9 and '-',"
-            f" starting and ending with a letter or digit, got {value!r}"
-        )
-    return value
-
-
-def _dns_subdomain(value: str) -> str:
-    if len(value) > 253 or not _DNS_SUBDOMAIN.match(value):
-        raise ValueError(
-            "expected a Kubernetes object name (lowercase a-z, 0-9, '-' and '.', starting and"
-            f" ending with a letter or digit), got {value!r}"
-        )
-    return value
+_dns_label = _matching(
+    _DNS_LABEL,
+    "a Kubernetes name of at most 63 characters from a-z, 0-9 and '-', starting and ending"
+    " with a letter or digit",
+)
+_dns_subdomain = _matching(
+    _DNS_SUBDOMAIN,
+    "a Kubernetes object name (lowercase a-z, 0-9, '-' and '.', starting and ending with a"
+    " letter or digit)",
+    max_length=253,
+)
 
 
 KubeLabel = Annotated[str, AfterValidator(_dns_label)]
@@ -402,19 +404,12 @@ _MEMORY = re.compile(r"^[0-9]+(\.[0-9]+)?[KMGT]$")
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|K|M|G|T|P)$")
 
 
-def _memory(value: str) -> str:
-    if not _MEMORY.match(value):
-        raise ValueError(
-            f"expected a size with one of the suffixes K, M, G, T (as JupyterHub reads"
-            f" them, powers of 1024), for example '2G' or '512M', got {value!r}"
-        )
-    return value
-
-
-def _quantity(value: str) -> str:
-    if not _QUANTITY.match(value):
-        raise ValueError(f"expected a storage size such as '100Gi' or '2Ti', got {value!r}")
-    return value
+_memory = _matching(
+    _MEMORY,
+    "a size with one of the suffixes K, M, G, T (as JupyterHub reads them, powers of 1024),"
+    " for example '2G' or '512M'",
+)
+_quantity = _matching(_QUANTITY, "a storage size such as '100Gi' or '2Ti'")
 
 
 Memory = Annotated[str, AfterValidator(_memory)]

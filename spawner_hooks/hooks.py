@@ -140,7 +140,72 @@ class HomeDelivery:
             log.info("lakehub: gave %s %d notebook file(s)", spawner.user.name, copied)
 
 
-class LakehubHooks:
+class SessionHooks:
+    """What both token paths share: the site's session settings, the bundle built from
+    them, and the spawn step itself (build, deliver, then the course pull).
+
+    :class:`LakehubHooks` (the hub's own issuer, local mode and native-login clusters)
+    and :class:`spawner_hooks.exchange_hooks.TokenExchangeHooks` (OIDC sites) differ only
+    in how ``build`` obtains the account and the token.
+    """
+
+    def __init__(
+        self,
+        site: Site,
+        delivery,
+        *,
+        cache: session.ReplicaMode | None = None,
+        cache_url: str | None = None,
+        token_url: str | None = None,
+        courses: CourseDelivery | None = None,
+        dask: session.DaskGateway | None = None,
+    ):
+        self.site = site
+        self.delivery = delivery
+        self.cache = cache
+        self.cache_url = cache_url
+        self.token_url = token_url  # where sessions renew (lakehub.token_refresher)
+        self.courses = courses
+        self.dask = dask
+
+    def bundle(
+        self,
+        paths: session.SessionPaths,
+        account: str,
+        token: str | None,
+        expires: int | None,
+        problems: list[str],
+    ) -> SessionBundle:
+        return assemble_bundle(
+            self.site,
+            paths,
+            account,
+            token,
+            expires,
+            problems,
+            cache=self.cache,
+            cache_url=self.cache_url,
+            token_url=self.token_url,
+            dask=self.dask,
+            courses=self.courses,
+        )
+
+    async def build(self, spawner, paths: session.SessionPaths) -> SessionBundle:
+        raise NotImplementedError
+
+    async def pre_spawn(self, spawner) -> None:
+        bundle = await self.build(spawner, self.delivery.paths(spawner))
+        await deliver(self.delivery, spawner, bundle)
+        # Course material (nbgitpuller), once the home exists and before the server
+        # starts; it never raises: a failed pull leaves a note in the home instead.
+        if self.courses is not None:
+            await self.courses.pull(spawner)
+
+
+class LakehubHooks(SessionHooks):
+    """The hub's own issuer: Rucio accounts made with the admin login, tokens signed
+    with the hub's key."""
+
     def __init__(
         self,
         site: Site,
@@ -155,15 +220,17 @@ class LakehubHooks:
         courses: CourseDelivery | None = None,
         dask: session.DaskGateway | None = None,
     ):
-        self.site = site
-        self.dask = dask
-        self.courses = courses
+        super().__init__(
+            site,
+            delivery,
+            cache=cache,
+            cache_url=cache_url,
+            token_url=token_url,
+            courses=courses,
+            dask=dask,
+        )
         self.issuer = issuer
-        self.delivery = delivery
         self.clock = clock
-        self.cache = cache
-        self.cache_url = cache_url
-        self.token_url = token_url
         default = site.rucio.default.name
         self.accounts = {
             i.name: RucioAccounts(
@@ -200,27 +267,7 @@ class LakehubHooks:
         now = int(self.clock())
         token = await asyncio.to_thread(self.issuer.mint, username, now)
         expires = now + self.issuer.lifetime
-        return assemble_bundle(
-            self.site,
-            paths,
-            account,
-            token,
-            expires,
-            problems,
-            cache=self.cache,
-            cache_url=self.cache_url,
-            token_url=self.token_url,
-            dask=self.dask,
-            courses=self.courses,
-        )
-
-    async def pre_spawn(self, spawner) -> None:
-        bundle = await self.build(spawner, self.delivery.paths(spawner))
-        await deliver(self.delivery, spawner, bundle)
-        # Course material (nbgitpuller), once the home exists and before the server
-        # starts; it never raises: a failed pull leaves a note in the home instead.
-        if self.courses is not None:
-            await self.courses.pull(spawner)
+        return self.bundle(paths, account, token, expires, problems)
 
 
 async def deliver(delivery, spawner, bundle: SessionBundle) -> None:

@@ -24,6 +24,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from localstack.procs import process_table
+
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 KUBEPODS = "kubepods"
 # sysctls the kubelet or the CNI bridge plugin may change (restored if they did)
@@ -330,18 +332,11 @@ def remove_new_empty_dirs(existed_before: list[str]) -> None:
 def processes_of(needle: str, executables: set[str]) -> list[int]:
     """Live PIDs running one of ``executables`` with ``needle`` (a path unique to one run,
     such as its state folder) in their command line."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            exe = os.readlink(entry / "exe")
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if exe in executables and needle in cmdline and not _zombie(int(entry.name)):
-            found.append(int(entry.name))
-    return found
+    return [
+        pid
+        for pid, cmdline, _, exe in process_table()
+        if exe in executables and needle in cmdline and not _zombie(pid)
+    ]
 
 
 def pod_processes() -> list[int]:

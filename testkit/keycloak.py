@@ -72,26 +72,22 @@ class Keycloak:
             **({"JAVA_HOME": java} if java else {}),
         }
         self.log = self.folder / "keycloak.log"
-        procs.start(
-            "keycloak",
-            [
-                str(kc_script()),
-                "start-dev",
-                "--http-host=127.0.0.1",
-                f"--http-port={self.port}",
-                "--db=dev-mem",
-            ],
-            run_dir=self.folder,
-            log_path=self.log,
-            env=env,
-        )
         try:
-            procs.wait_until(
-                procs.http_ok(f"{self.base}/realms/master/.well-known/openid-configuration"),
-                timeout=timeout,
+            procs.serve(
+                "keycloak",
+                [
+                    str(kc_script()),
+                    "start-dev",
+                    "--http-host=127.0.0.1",
+                    f"--http-port={self.port}",
+                    "--db=dev-mem",
+                ],
+                ready_url=f"{self.base}/realms/master/.well-known/openid-configuration",
                 what="Keycloak",
-                alive=lambda: procs.running("keycloak", self.folder) is not None,
+                timeout=timeout,
+                run_dir=self.folder,
                 log_path=self.log,
+                env=env,
             )
             self._create_realm()
         except BaseException:

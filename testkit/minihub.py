@@ -19,6 +19,7 @@ from pathlib import Path
 
 import httpx
 
+from lakehub.contract import ISSUER_SERVICE
 from localstack import procs
 from sitefile.state import chp_binary, venv_bin
 from testkit.harness import free_ports
@@ -71,21 +72,18 @@ class MiniHub:
             "JUPYTERHUB_CRYPT_KEY": os.urandom(32).hex(),
         }
         self.log = self.folder / "hub.log"
-        procs.start(
-            "hub",
-            [str(venv_bin("dev", "jupyterhub")), "-f", str(CONFIG)],
-            run_dir=self.folder,
-            log_path=self.log,
-            env=env,
-            cwd=self.folder,
-        )
         try:
-            procs.wait_until(
-                procs.http_ok(f"{self.url}/hub/api/", lambda r: r.status_code == 200),
-                timeout=timeout,
+            procs.serve(
+                "hub",
+                [str(venv_bin("dev", "jupyterhub")), "-f", str(CONFIG)],
+                ready_url=f"{self.url}/hub/api/",
+                ready=lambda r: r.status_code == 200,
                 what="JupyterHub",
-                alive=lambda: procs.running("hub", self.folder) is not None,
+                timeout=timeout,
+                run_dir=self.folder,
                 log_path=self.log,
+                env=env,
+                cwd=self.folder,
             )
         except BaseException:
             self.stop()  # nothing is left running when the start fails
@@ -121,7 +119,7 @@ class MiniHub:
 def token_service(port: int, args: list[str], environment: dict[str, str]) -> dict:
     """The hub-managed ``lakehub-issuer`` service (hub_services.issuer) on ``port``."""
     return {
-        "name": "lakehub-issuer",
+        "name": ISSUER_SERVICE,
         "url": f"http://127.0.0.1:{port}",
         "command": [
             sys.executable,

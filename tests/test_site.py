@@ -945,4 +945,4 @@ def test_courses_folder_sources_resolve_against_the_site_file_and_urls_stay(tmp_
 def test_the_example_names_the_demo_course():
     site = load_site(EXAMPLE)
     assert [c.name for c in site.courses] == ["demo"]
-    assert Path(site.courses[0].source) == REPO_ROOT / "courses" / "demo"
+    assert Path(site.courses[0].source) == REPO_ROOT / "examples" / "courses" / "demo"

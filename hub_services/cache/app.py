@@ -176,27 +176,28 @@ class BaseHandler(HubJSONHandler):
         return data
 
 
+# what a caller is told when the DID or Rucio is the problem
+ERROR_STATUS = {BadDID: 400, NotAllowed: 403, UnknownDID: 404, RucioDown: 503}
+
+
+def error_status(exc: Exception) -> int:
+    return next(status for kind, status in ERROR_STATUS.items() if isinstance(exc, kind))
+
+
 class FetchHandler(BaseHandler):
     @web.authenticated
     async def post(self) -> None:
         data = self.body()
         try:
             did = parse_did(data.get("did", ""))
-        except BadDID as exc:
-            return self.fail(400, str(exc))
-        try:
             if not self.is_admin:
                 token = self.request.headers.get("X-Rucio-Token", "").strip()
                 if not token:
                     return self.fail(400, "send your Rucio token in X-Rucio-Token")
                 await self.service.rucio.check_readable(did, token)
             replicas = await self.service.rucio.replicas(did)
-        except UnknownDID as exc:
-            return self.fail(404, str(exc))
-        except NotAllowed as exc:
-            return self.fail(403, str(exc))
-        except RucioDown as exc:
-            return self.fail(503, str(exc))
+        except tuple(ERROR_STATUS) as exc:
+            return self.fail(error_status(exc), str(exc))
         if not replicas:
             return self.fail(404, f"{did} has no files")
         job = self.service.start(self.caller, did, replicas)
@@ -221,12 +222,8 @@ class PinHandler(BaseHandler):
         try:
             did = parse_did(self.body().get("did", ""))
             replicas = await self.service.rucio.replicas(did)
-        except BadDID as exc:
-            return self.fail(400, str(exc))
-        except UnknownDID as exc:
-            return self.fail(404, str(exc))
-        except RucioDown as exc:
-            return self.fail(503, str(exc))
+        except tuple(ERROR_STATUS) as exc:
+            return self.fail(error_status(exc), str(exc))
         self.service.store.pinned |= {str(r.did) for r in replicas}
         self.finish({"pinned": sorted(str(r.did) for r in replicas)})
 
