@@ -49,10 +49,10 @@ from typing import TypeVar
 
 import httpx
 import yaml
-from localstack.paths import lakehub_home
-from spawner_hooks.files import atomic_write
 
+from lakehub.files import atomic_write
 from localstack import procs
+from sitefile.state import lakehub_home
 from testkit import host, nodeconf, pki
 from testkit.nodeconf import COMPONENTS, NODE_NAME, PORTS, Layout
 
