@@ -362,7 +362,7 @@ def test_cluster_commands_ask_running_servers_and_push_to_the_remote(course_stac
 
     import yaml
 
-    from hub_services import courses as cluster
+    from courses import cluster
     from sitefile import Course
 
     stack, source = course_stack

@@ -586,7 +586,11 @@ def test_everything_listens_on_loopback_only(plane):
 
 
 def token_service_rules(helm: list[str], chart: Path, namespace: str) -> list[dict]:
-    """The token service's Role exactly as the chart renders it."""
+    """The token service's Role exactly as the chart renders it (the example site's
+    values, as `make deploy` renders them)."""
+    from hub_config import values as hv
+
+    values = hv.dump(hv.values_for_file(REPO / "examples/site.cluster.yaml"))
     done = subprocess.run(
         [
             *helm,
@@ -595,9 +599,12 @@ def token_service_rules(helm: list[str], chart: Path, namespace: str) -> list[di
             str(chart),
             "--namespace",
             namespace,
+            "-f",
+            "-",
             "--show-only",
             "templates/token-service.yaml",
         ],
+        input=values,
         capture_output=True,
         text=True,
         timeout=120,
