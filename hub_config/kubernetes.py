@@ -117,6 +117,7 @@ def make_session(site: Site, environ: Mapping[str, str] | None = None) -> KubeSe
     delivery = KubeSecretDelivery(
         mount_path=environ.get(ENV_SESSION_MOUNT, SESSION_MOUNT),
         home=environ.get(ENV_SESSION_HOME, POD_HOME),
+        user_token_secret=site.dask.enabled,  # only the user's Dask workers read it
     )
     cache = replica_mode(site, environ)
     cache_url = environ.get(ENV_CACHE_URL) or None

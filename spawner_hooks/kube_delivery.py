@@ -215,9 +215,13 @@ class KubeSecretDelivery:
         request_timeout: float = 30.0,
         attempts: int = 5,
         token_mount: str = TOKEN_MOUNT,
+        user_token_secret: bool = True,
     ):
         self.mount_path = mount_path
         self.token_mount = token_mount
+        # the per-user token Secret exists for pods other than the server (the user's
+        # Dask workers): a site without a gateway saves its API calls at every start
+        self.user_token_secret = user_token_secret
         # spawners whose Secret holds their API token (the env may then refer to it)
         self._holding_api_token: weakref.WeakSet = weakref.WeakSet()
         self.home = home
@@ -270,7 +274,14 @@ class KubeSecretDelivery:
                 raise
 
     async def deliver(self, spawner, bundle: SessionBundle) -> None:
-        """Create the Secret; if one is left over (a hub that stopped before its
+        """Create the server's Secret and, at the same time, the user's token Secret
+        (when the site needs one)."""
+        await asyncio.gather(
+            self.deliver_session(spawner, bundle), self.deliver_user_token(spawner, bundle)
+        )
+
+    async def deliver_session(self, spawner, bundle: SessionBundle) -> None:
+        """Create the server's Secret; if one is left over (a hub that stopped before its
         post-stop hook ran), delete it and create it again: no patch, no update."""
         manifest = self.manifest(spawner, bundle)
         name = manifest["metadata"]["name"]
@@ -284,7 +295,6 @@ class KubeSecretDelivery:
                     )
                     if API_TOKEN_KEY in manifest["data"]:
                         self._holding_api_token.add(spawner)
-                    await self.deliver_user_token(spawner, bundle)
                     return
                 except Exception as exc:
                     if _status(exc) != 409 or attempt == self.attempts - 1:
@@ -312,7 +322,7 @@ class KubeSecretDelivery:
         """The per-user token Secret (created, or replaced by delete + create); the token
         service keeps it current like the server's own.  Failing here costs only the
         user's Dask workers their token: logged, never a failed spawn."""
-        if not bundle.token:
+        if not (bundle.token and self.user_token_secret):
             return
         manifest = self.user_token_manifest(spawner, bundle)
         name = manifest["metadata"]["name"]
@@ -334,19 +344,29 @@ class KubeSecretDelivery:
             log.warning("lakehub: Secret %s for %s: %s", name, spawner.user.name, _describe(exc))
 
     async def remove(self, spawner) -> None:
+        """Delete the server's Secret and, with the user's last server, their token
+        Secret, at the same time."""
         self._holding_api_token.discard(spawner)
         others = [
             s
             for s in getattr(spawner.user, "spawners", {}).values()
             if s is not spawner and getattr(s, "active", False)
         ]
-        if not others:  # the user's last server: their token leaves the cluster with it
-            try:
-                await self._delete(spawner, user_token_secret_name(spawner.user.name))
-            except Exception as exc:
-                log.warning(
-                    "lakehub: deleting %s's token Secret: %s", spawner.user.name, _describe(exc)
-                )
+        last = not others  # the user's last server: their token leaves the cluster with it
+        await asyncio.gather(
+            self.remove_session(spawner),
+            *([self.remove_user_token(spawner)] if last and self.user_token_secret else []),
+        )
+
+    async def remove_user_token(self, spawner) -> None:
+        try:
+            await self._delete(spawner, user_token_secret_name(spawner.user.name))
+        except Exception as exc:
+            log.warning(
+                "lakehub: deleting %s's token Secret: %s", spawner.user.name, _describe(exc)
+            )
+
+    async def remove_session(self, spawner) -> None:
         name = self.name(spawner)
         try:
             await self._delete(spawner, name)

@@ -773,7 +773,9 @@ def spawner_config(site_environ: dict[str, str] | None = None):
     return c
 
 
-def make_site(rucio_port: int):
+def make_site(rucio_port: int, dask: bool = False):
+    """A native-login site; ``dask``: with a Dask Gateway, whose workers read the
+    per-user token Secret."""
     from sitefile import parse_site
 
     return parse_site(
@@ -783,6 +785,7 @@ def make_site(rucio_port: int):
                 "instances": [{"name": "lake", "rucio_host": f"http://127.0.0.1:{rucio_port}"}]
             },
             "auth": {"type": "native", "admin_users": ["admin"]},
+            "dask": {"enabled": dask},
         }
     )
 

@@ -303,7 +303,7 @@ async def test_spawn_puts_the_token_in_a_secret_and_stop_removes_it(
 
     audit_start = len(plane.audit_events())
     config = spawner_config()
-    site = make_site(free_port())  # nothing listens there: Rucio is "down"
+    site = make_site(free_port(), dask=True)  # Rucio is "down"; workers need the user Secret
     configure(config, site, environ=hub_environ(source, tmp_path))
     name = f"alice-{source.replace('_', '-')}"
     user = HubUser(name, {"access_token": idp.access_token_for(name)})
@@ -444,6 +444,8 @@ async def test_a_left_over_secret_is_replaced_by_delete_and_create(plane, hub_to
         assert status == 200
         assert secret["metadata"]["uid"] != stale["metadata"]["uid"]
         assert secret_files(secret)["rucio-token"] != b"old"
+        # a site without a Dask Gateway: no per-user token Secret, one create less
+        assert get(plane, f"secrets/{user_token_secret_name('bob')}")[0] == 404
     finally:
         await hub_stop(spawner)
         await stop_reflectors()
@@ -658,7 +660,7 @@ async def test_the_token_service_renews_a_running_users_token_and_secret_and_onl
     )
     environ = hub_environ(source, tmp_path)
     config = spawner_config()
-    site = make_site(free_port())  # nothing listens there: Rucio is "down"
+    site = make_site(free_port(), dask=True)  # Rucio is "down"; workers need the user Secret
     configure(config, site, environ=environ)
     authenticator = GenericOAuthenticator(
         token_url=idp.token_url, client_id=idp.client_id, client_secret=idp.client_secret
