@@ -174,7 +174,7 @@ def make_session(site: Site, environ: Mapping[str, str] | None = None) -> KubeSe
         delivery,
         cache=cache,
         cache_url=cache_url,
-        cache_quota_bytes=int(site.cache.quota_gb * 1e9),
+        cache_quota_bytes=site.cache.quota_bytes,
         token_url=token_service_url,
     )
     return KubeSession(hooks, delivery, on_stop(environ))

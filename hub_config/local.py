@@ -166,7 +166,7 @@ def make_hooks(site: Site, paths: StackPaths) -> LakehubHooks:
         delivery,
         cache=ReplicaMode(rse=site.cache.rse, mount_path=root, pfn_prefix=root),
         cache_url=cache_url(site),
-        cache_quota_bytes=int(site.cache.quota_gb * 1e9),
+        cache_quota_bytes=site.cache.quota_bytes,
         token_url=issuer_url(site),
         courses=courses,
         dask=dask_gateway(site),

@@ -741,6 +741,8 @@ def main(argv: list[str] | None = None) -> int:
         for name, keys in required_secrets(site):
             print(name, ",".join(keys))
         return 0
+    for warning in site.warnings:
+        print(f"{args.site}: warning: {warning}", file=sys.stderr)
     text = dump(values, str(args.site))
     if args.output is None:
         sys.stdout.write(text)

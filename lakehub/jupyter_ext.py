@@ -1,6 +1,7 @@
 """Jupyter server extension: keep the session's Rucio token fresh
-(lakehub.token_refresher), make rucio-jupyterlab use the hub-issued token at once, and
-report the home's course revisions (lakehub.courses).
+(lakehub.token_refresher), make rucio-jupyterlab use the hub-issued token at once,
+report the home's course revisions (lakehub.courses), and serve the icon font of the
+Rucio panel from the server itself.
 
 rucio-jupyterlab only calls Rucio for an instance after credentials for it were stored
 in its own small database (normally when a person picks an auth method in its settings
@@ -8,9 +9,31 @@ panel).  With ``oidc_auth: file`` there is nothing to enter: the token file the 
 wrote is the credential.  So at server start this extension records, through the
 extension's own database API, that each such instance uses OIDC; the file itself is
 read by rucio-jupyterlab whenever it needs a token.
+
+rucio-jupyterlab draws its icons as ligatures of the "Material Icons" font
+(``<i class="material-icons">folder_open</i>``) and imports that font from a public
+font service, which a browser on an offline or privacy-minded network cannot reach:
+the panel then shows the icon names as words and squeezes every dataset name.  The
+same font ships in the Debian package ``fonts-material-design-icons-iconfont`` (in the
+single-user image and on a local host).  JupyterLab links ``<base>/custom/custom.css``
+into its page when ``LabApp.custom_css`` is on (the analysis environment's
+``jupyter_server_config.json``) and serves it from the server's custom path; this
+extension adds two folders to that path: ``lab_custom/`` beside this module (its
+``custom.css`` declares the font face and the ``material-icons`` class) and the font
+package's folder.  Nothing is fetched from outside at run time.  A student's own
+``~/.jupyter/custom/custom.css`` comes first on that path and so replaces lakehub's.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
+
+# the Debian package with the font and where it puts the web font files
+ICON_FONT_PACKAGE = "fonts-material-design-icons-iconfont"
+ICON_FONT_DIR = Path("/usr/share/fonts/woff/material-design-icons-iconfont")
+ICON_FONT_FILES = ("MaterialIcons-Regular.woff2", "MaterialIcons-Regular.woff")
+# custom.css naming those files (relative URLs: they are served beside it)
+LAB_CUSTOM_DIR = Path(__file__).with_name("lab_custom")
 
 
 def instances_using_token_file(server_config: dict) -> list[str]:
@@ -19,6 +42,13 @@ def instances_using_token_file(server_config: dict) -> list[str]:
     if rucio.get("default_auth_type") != "oidc":
         return []
     return [i["name"] for i in rucio.get("instances", []) if i.get("oidc_auth") == "file"]
+
+
+def icon_font_folders(font_dir: Path = ICON_FONT_DIR) -> list[str]:
+    """The folders to add to the server's custom path, or [] when the font is missing."""
+    if not all((font_dir / name).is_file() for name in ICON_FONT_FILES):
+        return []
+    return [str(LAB_CUSTOM_DIR), str(font_dir)]
 
 
 def _start_token_refresher(server_app) -> None:
@@ -49,6 +79,31 @@ def _load_jupyter_server_extension(server_app) -> None:
     _start_token_refresher(server_app)
     _configure_rucio_jupyterlab(server_app)
     _add_course_report(server_app)
+    _serve_icon_font(server_app)
+
+
+def _serve_icon_font(server_app) -> None:
+    """Put lakehub's custom.css and the icon font on the path JupyterLab serves
+    ``<base>/custom/`` from (jupyter_server's ``static_custom_path`` setting, the list
+    JupyterLab's handler searches on every request)."""
+    folders = icon_font_folders()
+    if not folders:
+        server_app.log.warning(
+            "lakehub: %s is missing (no %s): the Rucio panel shows its icons as words;"
+            " install the Debian package %s",
+            ICON_FONT_DIR,
+            ICON_FONT_FILES[0],
+            ICON_FONT_PACKAGE,
+        )
+        return
+    custom_path = server_app.web_app.settings["static_custom_path"]
+    custom_path.extend(f for f in folders if f not in custom_path)
+    if not server_app.config.get("LabApp", {}).get("custom_css"):
+        server_app.log.warning(
+            "lakehub: LabApp.custom_css is off, so JupyterLab does not load the icon font"
+            " for the Rucio panel"
+        )
+    server_app.log.info("lakehub: the Rucio panel's icon font is served from %s", folders[-1])
 
 
 def _add_course_report(server_app) -> None:

@@ -154,14 +154,16 @@ build_singleuser() {
     ensure_debian_base bookworm-base "$su_suite" "$su_include"
   fi
   pyinfo=$(probe_python "$base_image") || die "cannot run python3 in $base_image"
+  ensure_deb_folder singleuser "$base_image" "$su_suite" "$top/images/singleuser/debian-packages.txt"
   if [ "$use_wheelhouse" = 1 ]; then
     ensure_wheelhouse singleuser lock "$pyinfo" "$top/requirements/analysis.txt"
   fi
   stage_context singleuser requirements/analysis.txt lakehub notebooks images/singleuser
+  context_add "$debs" debs
   build "$image" "$top/images/singleuser/Dockerfile" "$base_image"
-  record[singleuser]=$(printf '{"image": "%s", "base": "%s", "base_kind": "%s", "python": "%s", "wheelhouse": "%s", "size_bytes": %s, "seconds": {"base": %s, "wheelhouse": %s, "build": %s}}' \
-    "$image" "$base_image" "$kind" "${pyinfo%% *}" "$wheelhouse" "$size" \
-    "$timing_base" "$timing_wheelhouse" "$timing_build")
+  record[singleuser]=$(printf '{"image": "%s", "base": "%s", "base_kind": "%s", "python": "%s", "wheelhouse": "%s", "debs": "%s", "size_bytes": %s, "seconds": {"base": %s, "debs": %s, "wheelhouse": %s, "build": %s}}' \
+    "$image" "$base_image" "$kind" "${pyinfo%% *}" "$wheelhouse" "$debs" "$size" \
+    "$timing_base" "$timing_debs" "$timing_wheelhouse" "$timing_build")
 }
 
 # The equivalent of quay.io/jupyterhub/k8s-hub:$z2jh_version, FROM the bookworm base.

@@ -14,7 +14,13 @@ stamp=$venv/.lakehub-lock-sha
 # per-user accounts that run single-user servers when the hub runs as root).
 python=/usr/bin/python3.11
 [ -x "$python" ] || python=$(command -v python3.11)
-want="$(cat "$lock" "$top/pyproject.toml" "$0" | sha256sum | cut -d' ' -f1) $python"
+# the analysis environment also gets the single-user image's Jupyter configuration
+jupyter_etc=$top/images/singleuser/etc-jupyter
+extra=()
+if [ "$name" = analysis ]; then
+  mapfile -t extra < <(find "$jupyter_etc" -type f | LC_ALL=C sort)
+fi
+want="$(cat "$lock" "$top/pyproject.toml" "$0" "${extra[@]}" | sha256sum | cut -d' ' -f1) $python"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi
@@ -35,5 +41,9 @@ if [ "$name" = analysis ]; then
   # long-lived rucio Client objects pick up renewed tokens (see lakehub/rucio_compat.py)
   purelib=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')
   echo "import lakehub.rucio_compat" > "$purelib/lakehub-rucio-compat.pth"
+  # what the image has in /opt/lakehub/venv/etc/jupyter: lakehub's server extension on,
+  # JupyterLab's custom.css (the Rucio panel's icon font) on, its news prompt off
+  mkdir -p "$venv/etc/jupyter"
+  cp -R "$jupyter_etc/." "$venv/etc/jupyter/"
 fi
 echo "$want" > "$stamp"

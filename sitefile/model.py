@@ -13,7 +13,7 @@ import ipaddress
 import re
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Literal
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import (
     AfterValidator,
@@ -48,31 +48,82 @@ def _matching(pattern: re.Pattern, expected: str, max_length: int | None = None)
     return check
 
 
+# A value echoed in a message is cut to about this many characters (its start and end).
+SHOWN_VALUE = 160
+# and a whole problem line to this many
+SHOWN_PROBLEM = 600
+# What a message quotes: Python reprs of strings ('...' or "...", not an apostrophe
+# inside a word), lists and mappings (innermost first), and runs without spaces.
+_QUOTED = re.compile(r"""(?<![\w'"])('(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")(?!\w)""")
+_BRACKETED = re.compile(r"\[[^\[\]]*\]|\{[^{}]*\}")
+_WORD = re.compile(rf"\S{{{SHOWN_VALUE + 1},}}")
+
+
+def _cut(text: str, limit: int = SHOWN_VALUE) -> str:
+    """``text`` itself, or its start and end around a note of its full length."""
+    if len(text) <= limit:
+        return text
+    head, tail = text[: limit * 2 // 3], text[-(limit // 3) :]
+    return f"{head}…{tail} ({len(text)} characters)"
+
+
+def readable(problem: str) -> str:
+    """A problem line whose quoted values, lists and long words are cut to a readable
+    length; short ones stay as they are."""
+    for pattern in (_QUOTED, _BRACKETED, _WORD):
+        problem = pattern.sub(lambda m: _cut(m.group(0)), problem)
+    return _cut(problem, SHOWN_PROBLEM)
+
+
 class SiteError(ValueError):
-    """A site file that cannot be used; ``str()`` is a readable, multi-line message."""
+    """A site file that cannot be used; ``str()`` is a readable, multi-line message.
+
+    Every problem the site model, its loader or a renderer reports passes through here,
+    so no message echoes a huge value in full (:func:`readable`)."""
 
     where = "in the site file"
 
     def __init__(self, source: str, problems: list[str]):
-        self.source = source
-        self.problems = problems
-        lines = [f"{source}: {len(problems)} problem(s) {self.where}"]
-        lines += [f"  - {p}" for p in problems]
+        self.source = _cut(source, SHOWN_PROBLEM)
+        self.problems = [readable(p) for p in problems]
+        lines = [f"{self.source}: {len(self.problems)} problem(s) {self.where}"]
+        lines += [f"  - {p}" for p in self.problems]
         super().__init__("\n".join(lines))
 
 
-def _http_url(value: str) -> str:
+def _http_url(value: str, query: bool) -> str:
+    """An http(s) URL with a host; without a user name or password (no secrets in the site
+    file), without a fragment, and without a query unless ``query``."""
     parts = urlsplit(value)
+    netloc = parts.netloc.rpartition("@")[2]
+    # what messages show: never a password written into the URL
+    shown = urlunsplit(parts._replace(netloc="…@" + netloc)) if "@" in parts.netloc else value
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"expected an http:// or https:// URL with a host, got {value!r}")
+        raise ValueError(f"expected an http:// or https:// URL with a host, got {shown!r}")
     try:
         parts.port  # noqa: B018  (urllib checks the port only when it is read)
     except ValueError:
-        raise ValueError(f"the port in {value!r} is not a number from 0 to 65535") from None
+        raise ValueError(f"the port in {shown!r} is not a number from 0 to 65535") from None
+    kept = urlunsplit((parts.scheme, netloc, parts.path, parts.query if query else "", ""))
+    if "@" in parts.netloc:
+        raise ValueError(
+            "expected a URL without a user name or password (secrets never go in the site"
+            f" file); write {kept.rstrip('/')!r}"
+        )
+    if "#" in value or ("?" in value and not query):
+        what = (
+            "a URL without a fragment ('#...')"
+            if query
+            else "a base URL without a query ('?...') or a fragment ('#...')"
+        )
+        raise ValueError(f"expected {what}, got {value!r}; write {kept.rstrip('/')!r}")
     return value.rstrip("/")
 
 
-HttpUrl = Annotated[str, AfterValidator(_http_url)]
+# where other paths are appended (a server, an issuer): no query, no fragment
+BaseUrl = Annotated[str, AfterValidator(lambda v: _http_url(v, query=False))]
+# an endpoint used as it is (OAuth 2): a query is allowed, a fragment is not
+EndpointUrl = Annotated[str, AfterValidator(lambda v: _http_url(v, query=True))]
 
 
 _identifier = _matching(
@@ -93,7 +144,8 @@ def _relative_folder(value: str) -> str:
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # no .inf or .nan where a number is asked for
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class AccountMapping(_Model):
@@ -119,8 +171,8 @@ class AccountMapping(_Model):
 class RucioInstance(_Model):
     name: Identifier
     display_name: str | None = None
-    rucio_host: HttpUrl
-    auth_host: HttpUrl | None = Field(None, description="defaults to rucio_host")
+    rucio_host: BaseUrl
+    auth_host: BaseUrl | None = Field(None, description="defaults to rucio_host")
     vo: str = Field("def", pattern=r"^[a-z0-9]{1,3}$")
     ca_cert: Path | None = Field(
         None, description="CA bundle the clients trust; None means the system bundle"
@@ -219,7 +271,7 @@ class OidcAuth(_Model):
     """
 
     type: Literal["oidc"]
-    issuer: HttpUrl = Field(description="the provider's issuer URL (its 'iss' claim)")
+    issuer: BaseUrl = Field(description="the provider's issuer URL (its 'iss' claim)")
     client_id: str = Field(min_length=1, max_length=255)
     secret_name: KubeName = Field(
         description="existing Secret with the keys 'client-secret' and "
@@ -232,9 +284,9 @@ class OidcAuth(_Model):
     )
     # the provider's endpoints, as its discovery document
     # (<issuer>/.well-known/openid-configuration) lists them
-    authorize_url: HttpUrl
-    token_url: HttpUrl
-    userinfo_url: HttpUrl
+    authorize_url: EndpointUrl
+    token_url: EndpointUrl
+    userinfo_url: EndpointUrl
     admin_users: list[str] = Field(min_length=1)
     allowed_groups: list[str] = Field(default_factory=list)
     groups_claim: str = Field("groups", min_length=1)
@@ -266,6 +318,13 @@ Auth = Annotated[NativeAuth | OidcAuth, Field(discriminator="type")]
 _AUTH_TYPES = "'native', 'oidc'"
 
 
+# Sizes beyond any real machine: a cache (quota or volume) up to a petabyte, the memory
+# of one server or worker up to 64 TiB, a transfer rate up to a terabit per second.
+PETABYTE = 10**15
+MAX_MEMORY = 64 * 1024**4
+MAX_RATE_MBPS = 1_000_000
+
+
 class Cache(_Model):
     """The shared, read-only dataset cache (hub_services.cache)."""
 
@@ -273,7 +332,7 @@ class Cache(_Model):
         None, description="folder of the shared dataset cache; local default <state>/cache"
     )
     rse: str = Field("LAKEHUB_CACHE", pattern=r"^[A-Z0-9_-]{1,60}$")
-    quota_gb: float = Field(20.0, gt=0)
+    quota_gb: float = Field(20.0, gt=0, description="GB (10^9 bytes), at most a petabyte")
     pinned: list[str] = Field(default_factory=list, description="DIDs never evicted")
     transfer_rate_limit_mbps: float | None = Field(None, gt=0)
     max_parallel_transfers: int = Field(4, ge=1, le=15)
@@ -286,6 +345,28 @@ class Cache(_Model):
         if bad:
             raise ValueError(f"expected DIDs like 'scope:name', got {bad}")
         return value
+
+    @field_validator("quota_gb")
+    @classmethod
+    def _quota(cls, value: float) -> float:
+        if value * 1e9 > PETABYTE:
+            raise ValueError(
+                f"expected at most {PETABYTE / 1e9:.0f} (GB, a petabyte), got {value:.15g}"
+            )
+        return value
+
+    @field_validator("transfer_rate_limit_mbps")
+    @classmethod
+    def _rate(cls, value: float | None) -> float | None:
+        if value is not None and value > MAX_RATE_MBPS:
+            raise ValueError(
+                f"expected at most {MAX_RATE_MBPS} (Mbit/s, a terabit per second), got {value:.15g}"
+            )
+        return value
+
+    @property
+    def quota_bytes(self) -> int:
+        return int(self.quota_gb * 1e9)
 
 
 class Notebooks(_Model):
@@ -412,8 +493,42 @@ _memory = _matching(
 _quantity = _matching(_QUANTITY, "a storage size such as '100Gi' or '2Ti'")
 
 
-Memory = Annotated[str, AfterValidator(_memory)]
-Quantity = Annotated[str, AfterValidator(_quantity)]
+def memory_bytes(value: str) -> float:
+    """``'2G'`` -> 2 * 1024**3, as JupyterHub's ByteSpecification reads it."""
+    return float(value[:-1]) * 1024 ** ("KMGT".index(value[-1]) + 1)
+
+
+def quantity_bytes(value: str) -> float:
+    """``'100Gi'`` -> 100 * 1024**3, ``'2T'`` -> 2 * 1000**4 (Kubernetes quantities)."""
+    number, unit = re.match(r"^([0-9.]+)([A-Za-z]+)$", value).groups()
+    base = 1024 if unit.endswith("i") else 1000
+    return float(number) * base ** ("KMGTP".index(unit[0]) + 1)
+
+
+def _size_within(measure, largest: float, largest_text: str):
+    """A validator: a size above zero and at most ``largest`` bytes."""
+
+    def check(value: str) -> str:
+        size = measure(value)
+        if size <= 0:
+            raise ValueError(f"expected a size above zero, got {value!r}")
+        if size > largest:
+            raise ValueError(f"expected at most {largest_text}, got {value!r}")
+        return value
+
+    return check
+
+
+Memory = Annotated[
+    str,
+    AfterValidator(_memory),
+    AfterValidator(_size_within(memory_bytes, MAX_MEMORY, "'64T' (more than any machine has)")),
+]
+Quantity = Annotated[
+    str,
+    AfterValidator(_quantity),
+    AfterValidator(_size_within(quantity_bytes, PETABYTE, "a petabyte ('1000T')")),
+]
 
 
 class Dask(_Model):
@@ -437,11 +552,6 @@ class Dask(_Model):
         le=7 * 86400,
         description="a cluster with no client and no work for this long is shut down",
     )
-
-
-def memory_bytes(value: str) -> float:
-    """``'2G'`` -> 2 * 1024**3, as JupyterHub's ByteSpecification reads it."""
-    return float(value[:-1]) * 1024 ** ("KMGT".index(value[-1]) + 1)
 
 
 class Image(_Model):
@@ -653,7 +763,7 @@ class Kubernetes(_Model):
     """A deployment on Kubernetes through the zero-to-jupyterhub chart (helm/lakehub)."""
 
     namespace: KubeLabel = "lakehub"
-    public_url: HttpUrl | None = Field(
+    public_url: BaseUrl | None = Field(
         None, description="where students open the hub, e.g. https://hub.example.org"
     )
     images: Images = Images()
@@ -693,7 +803,7 @@ class Kubernetes(_Model):
         description="existing Secret with the hub issuer's signing key (key 'issuer-key.json');"
         " native logins only (OIDC sites exchange the provider's token instead)",
     )
-    issuer_url: HttpUrl | None = Field(
+    issuer_url: BaseUrl | None = Field(
         None,
         description="native logins: the issuer URL the Rucio server trusts for the hub's"
         " tokens (its 'iss'); default <public_url>/services/lakehub-issuer, where the"
@@ -738,6 +848,12 @@ class Site(_Model):
     dask: Dask = Dask()
     local: Local | None = None
     kubernetes: Kubernetes | None = None
+    insecure: bool = Field(
+        False,
+        description="allow plain http:// to a Rucio server or identity provider on another"
+        " machine (tokens and passwords cross the network in clear); closed lab networks"
+        " only, and `make check-site` warns about it",
+    )
 
     @model_validator(mode="after")
     def _courses_distinct(self) -> Site:
@@ -840,6 +956,73 @@ class Site(_Model):
                 f"{where}: the embedded Rucio port {url.port} clashes with {clash[0]}; pick another"
             )
         return self
+
+    @model_validator(mode="after")
+    def _quota_fits_the_volume(self) -> Site:
+        if self.kubernetes is None:
+            return self
+        size = self.kubernetes.cache_claim.size
+        volume_gb = quantity_bytes(size) / 1e9
+        if self.cache.quota_gb > volume_gb:
+            raise ValueError(
+                f"cache.quota_gb: {self.cache.quota_gb:g} GB does not fit the cache volume"
+                f" (kubernetes.cache_claim.size {size!r} is {volume_gb:.1f} GB); set quota_gb"
+                f" to at most {int(volume_gb)} or make the volume larger"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _clear_text_only_when_asked_for(self) -> Site:
+        plain = self.plain_http_urls
+        if plain and not self.insecure:
+            (where, url), others = plain[0], [w for w, _ in plain[1:]]
+            also = f" (so are {', '.join(others)})" if others else ""
+            raise ValueError(
+                f"{where}: {url!r} is plain http:// to another machine{also}: tokens and"
+                " passwords would cross the network in clear; use https://, or on a closed"
+                " lab network set insecure: true at the top of the site file"
+            )
+        return self
+
+    @property
+    def plain_http_urls(self) -> list[tuple[str, str]]:
+        """(field path, URL) of the servers that would get tokens or passwords in clear:
+        plain http:// to a host other than this machine."""
+        urls = []
+        for n, instance in enumerate(self.rucio.instances):
+            urls.append((f"rucio.instances[{n}].rucio_host", instance.rucio_host))
+            urls.append((f"rucio.instances[{n}].auth_host", instance.auth_host))
+        if isinstance(self.auth, OidcAuth):
+            for name in ("issuer", "authorize_url", "token_url", "userinfo_url"):
+                urls.append((f"auth.{name}", getattr(self.auth, name)))
+        if self.kubernetes is not None:
+            urls.append(("kubernetes.public_url", self.kubernetes.public_url))
+            urls.append(("kubernetes.issuer_url", self.kubernetes.issuer_url))
+        return [
+            (where, url)
+            for where, url in urls
+            if url is not None
+            and urlsplit(url).scheme == "http"
+            and not _is_loopback(urlsplit(url).hostname or "")
+        ]
+
+    @property
+    def warnings(self) -> list[str]:
+        """What a valid site does that a sysadmin should know about (``make check-site``
+        prints these)."""
+        if not self.insecure:
+            return []
+        plain = self.plain_http_urls
+        if not plain:
+            return [
+                "insecure: true, but every server URL is https:// or on this machine; remove it"
+            ]
+        listed = ", ".join(f"{where} ({url})" for where, url in plain)
+        return [
+            f"insecure: true: tokens and passwords cross the network in clear to {listed};"
+            " anyone on that network can read and reuse them; use https:// outside a"
+            " closed lab network"
+        ]
 
     @property
     def embedded_rucio_port(self) -> int | None:

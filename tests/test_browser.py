@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import secrets
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from playwright.sync_api import expect, sync_playwright
@@ -69,6 +70,83 @@ def test_student_logs_in_and_finds_the_atlas_notebooks(local_stack, approved_stu
     notebook = page.locator(".jp-DirListing-item", has_text="HyyAnalysis.ipynb")
     expect(notebook).to_be_visible(timeout=30_000)
     page.screenshot(path=str(ARTIFACTS / "jupyterlab-notebooks.png"))
+
+
+def _log_in(page, url: str, student: str, password: str) -> None:
+    page.goto(f"{url}/hub/login")
+    page.fill("#username_input", student)
+    page.fill("#password_input", password)
+    page.click("#login_submit")
+    expect(page.locator(".jp-LauncherCard").first).to_be_visible(timeout=120_000)
+
+
+# Per icon of the Rucio panel: how it is drawn.  A glyph of an icon font is about one em
+# wide; the same word in a text font ("folder_open", "visibility") is several em wide.
+_ICON_BOXES = """
+els => els.filter(e => e.offsetParent !== null).map(e => {
+    const style = getComputedStyle(e);
+    return {text: e.textContent, width: e.getBoundingClientRect().width,
+            em: parseFloat(style.fontSize), family: style.fontFamily};
+})
+"""
+# Whether a text box shows all of its text (no ellipsis, nothing clipped).
+_FULLY_SHOWN = "e => e.scrollWidth <= e.clientWidth"
+
+
+def test_first_screen_needs_nothing_from_outside(local_stack, approved_student, page):
+    """The first screen of a student on a network that reaches only the hub: every request
+    to another address is refused.  No news prompt; the Rucio panel finds the demo
+    datasets, shows their names in full and draws its icons as icons (the font comes from
+    the student's own server), not as words."""
+    student, password = approved_student
+    refused: list[str] = []
+    fonts: dict[str, int] = {}
+
+    def only_the_hub(route) -> None:
+        if urlsplit(route.request.url).hostname != "127.0.0.1":
+            refused.append(route.request.url)
+            route.abort()
+        else:
+            route.continue_()
+
+    def font_responses(response) -> None:
+        if response.request.resource_type == "font":
+            fonts[response.url] = response.status
+
+    page.context.route("**/*", only_the_hub)
+    page.on("response", font_responses)
+    _log_in(page, local_stack.url, student, password)
+
+    page.locator(".jp-SideBar.jp-mod-left .lm-TabBar-tab[data-id='rucio-jupyterlab:panel']").click()
+    search = page.get_by_placeholder("Enter a Data Identifier (DID)")
+    expect(search).to_be_visible(timeout=30_000)
+    demo = local_stack.site.local.demo_data
+    search.fill(f"{demo.scope}:demo.*")
+    search.press("Enter")
+
+    panel = page.locator(".jp-RucioExtensionPanel")
+    names = [f"{demo.scope}:{demo.dataset_name(layout)}" for layout in demo.layouts]
+    for did in names:
+        row = panel.locator("[class^='listItemCollapsed']", has_text=did).first
+        expect(row).to_be_visible(timeout=60_000)
+        text = row.locator("[class^='textContainer']")
+        expect(text).to_have_text(did)
+        assert text.evaluate(_FULLY_SHOWN), f"{did} is cut short in the panel"
+    page.screenshot(path=str(ARTIFACTS / "rucio-panel-offline.png"))
+
+    icons = panel.locator("i.material-icons").evaluate_all(_ICON_BOXES)
+    assert len(icons) >= len(names) * 2, icons  # a folder and an eye per dataset at least
+    as_words = [i for i in icons if i["width"] > 1.5 * i["em"]]
+    assert as_words == [], "icons drawn as words"
+    assert all("Material Icons" in i["family"] for i in icons), icons
+    assert page.evaluate("document.fonts.check('24px \"Material Icons\"')")
+    served = {urlsplit(u).path.rsplit("/", 1)[-1]: s for u, s in fonts.items()}
+    assert served.get("MaterialIcons-Regular.woff2") == 200, fonts
+    assert all(urlsplit(u).hostname == "127.0.0.1" for u in fonts), fonts
+
+    # long after JupyterLab was ready: no question about news from the internet
+    expect(page.get_by_text("official Jupyter news")).to_have_count(0)
+    print("requests refused (not to the hub):", refused)
 
 
 def test_wrong_password_is_refused(local_stack, approved_student, page):

@@ -44,6 +44,8 @@ from pathlib import Path
 import pytest
 import testinfra
 
+from lakehub import jupyter_ext
+
 pytestmark = [pytest.mark.image, pytest.mark.timeout(3600)]
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -313,6 +315,41 @@ def test_jupyter_extensions_enabled(su_host):
         su_host.check_output("jupyterhub-singleuser --version")
         == pinned(ANALYSIS_LOCK)["jupyterhub"]
     )
+
+
+def _page_config(html: bytes) -> dict:
+    found = re.search(
+        rb'<script id="jupyter-config-data" type="application/json">(.*?)</script>', html, re.S
+    )
+    assert found, html[:2000]
+    return json.loads(found.group(1))
+
+
+def test_the_rucio_panel_icon_font_is_served_by_the_server(singleuser, su_host):
+    """JupyterLab links custom.css; lakehub's extension serves it and the font of the
+    Debian package beside it, so no outside font service is needed."""
+    wanted = (ROOT / "images" / "singleuser" / "debian-packages.txt").read_text()
+    for name in {w for line in wanted.splitlines() for w in line.split("#")[0].split()}:
+        assert su_host.package(name).is_installed, name
+    assert jupyter_ext.ICON_FONT_PACKAGE in wanted
+    status, page = _get(singleuser.port, "/lab", singleuser.token)
+    assert status == 200
+    assert b"custom/custom.css" in page
+    status, css = _get(singleuser.port, "/custom/custom.css")
+    assert status == 200 and b'"Material Icons"' in css
+    for name in jupyter_ext.ICON_FONT_FILES:
+        status, font = _get(singleuser.port, f"/custom/{name}")
+        assert status == 200, name
+        assert font[:4] in (b"wOF2", b"wOFF"), name
+
+
+def test_no_news_prompt_for_any_user(singleuser):
+    """JupyterLab's announcements plugin (the "official Jupyter news?" question and the
+    update check) is off in the environment's page config, for every account."""
+    status, page = _get(singleuser.port, "/lab", singleuser.token)
+    assert status == 200
+    disabled = _page_config(page)["disabledExtensions"]
+    assert "@jupyterlab/apputils-extension:announcements" in disabled
 
 
 def test_notebooks_shipped(su_host):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import configparser
 import json
 import os
+import re
 import stat
 from pathlib import Path, PurePosixPath
 
@@ -17,7 +18,7 @@ from joserfc import jwt
 from joserfc.errors import BadSignatureError, ExpiredTokenError, JoseError
 from joserfc.jwk import KeySet, RSAKey
 
-from lakehub import contract
+from lakehub import contract, jupyter_ext
 from lakehub.files import atomic_write, write_private
 from lakehub.jupyter_ext import instances_using_token_file
 from sitefile import RucioInstance
@@ -173,6 +174,26 @@ def test_lakehub_extension_skips_instances_not_using_a_file():
     conf = _jl_config()
     conf["RucioConfig"]["instances"][1]["oidc_auth"] = "env"
     assert instances_using_token_file(conf) == ["local"]
+
+
+def test_the_icon_font_is_served_only_when_its_files_are_there(tmp_path):
+    assert jupyter_ext.icon_font_folders(tmp_path) == []
+    for name in jupyter_ext.ICON_FONT_FILES:
+        (tmp_path / name).write_bytes(b"font")
+    assert jupyter_ext.icon_font_folders(tmp_path) == [
+        str(jupyter_ext.LAB_CUSTOM_DIR),
+        str(tmp_path),
+    ]
+
+
+def test_custom_css_loads_the_font_from_beside_itself_only():
+    """Every url() in lakehub's custom.css names a font file served from the same folder
+    URL; nothing points at another server."""
+    css = (jupyter_ext.LAB_CUSTOM_DIR / "custom.css").read_text(encoding="utf-8")
+    urls = re.findall(r"url\(\s*['\"]?([^'\")]+)", css)
+    assert sorted(urls) == sorted(jupyter_ext.ICON_FONT_FILES)
+    assert re.search(r"font-family:\s*\"Material Icons\"", css)
+    assert ".material-icons" in css
 
 
 # =========================================================================== environment

@@ -8,8 +8,12 @@ what is wrong, without any Python traceback text.
 from __future__ import annotations
 
 import copy
+import os
+import re
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,6 +21,7 @@ import pytest
 import yaml
 
 from sitefile import SiteError, load_site, parse_site
+from sitefile.model import SHOWN_PROBLEM, readable
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO_ROOT / "examples" / "site.local.yaml"
@@ -41,6 +46,23 @@ def _first_instance(d: dict) -> dict:
     return d["rucio"]["instances"][0]
 
 
+PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+
+
+def _make_named_files(site_file: Path, d: dict) -> None:
+    """Create the folders and CA files that ``d`` names, relative to ``site_file``."""
+    base = site_file.parent
+    (base / d["notebooks"]["source"]).mkdir(parents=True, exist_ok=True)
+    for course in d.get("courses", []):
+        if "://" not in course["source"] and "@" not in course["source"]:
+            (base / course["source"]).mkdir(parents=True, exist_ok=True)
+    for instance in d["rucio"]["instances"]:
+        if instance.get("ca_cert"):
+            ca = base / instance["ca_cert"]
+            ca.parent.mkdir(parents=True, exist_ok=True)
+            ca.write_text(PEM)
+
+
 def _problems(d: object) -> tuple[SiteError, str]:
     with pytest.raises(SiteError) as info:
         parse_site(d, source="my-site.yaml")
@@ -60,6 +82,21 @@ def _only_problem(d: object) -> str:
     err, _ = _problems(d)
     assert len(err.problems) == 1, err.problems
     return err.problems[0]
+
+
+def _refused(d: dict, mutate, where: str, what: list[str]) -> str:
+    """``mutate(d)`` leaves one problem: it starts with ``where`` and says each of ``what``."""
+    mutate(d)
+    problem = _only_problem(d)
+    assert problem.startswith(where), problem
+    for fragment in what:
+        assert fragment in problem, f"{fragment!r} not in {problem!r}"
+    return problem
+
+
+def _params(table: list[tuple]) -> list:
+    """pytest parameters from rows (id, mutation, field path, texts)."""
+    return [pytest.param(*row[1:], id=row[0]) for row in table]
 
 
 # --------------------------------------------------------------------------- the example
@@ -95,6 +132,7 @@ def test_relative_paths_resolve_against_the_file_folder_not_the_cwd(tmp_path, mo
     _first_instance(data)["ca_cert"] = "certs/ca.pem"
     site_file = folder / "site.yaml"
     site_file.write_text(yaml.safe_dump(data), encoding="utf-8")
+    _make_named_files(site_file, data)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
@@ -112,6 +150,7 @@ def test_absolute_paths_are_left_alone(tmp_path, data):
     site_file = tmp_path / "sub" / "site.yaml"
     site_file.parent.mkdir()
     site_file.write_text(yaml.safe_dump(data), encoding="utf-8")
+    _make_named_files(site_file, data)
     assert load_site(site_file).notebooks.source == tmp_path / "abs-notebooks"
 
 
@@ -840,16 +879,9 @@ CLUSTER_BAD_INPUT = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("mutate", "where", "what"),
-    [pytest.param(m, w, t, id=i) for i, m, w, t in CLUSTER_BAD_INPUT],
-)
+@pytest.mark.parametrize(("mutate", "where", "what"), _params(CLUSTER_BAD_INPUT))
 def test_cluster_bad_input_names_the_field_and_the_problem(cluster, mutate, where, what):
-    mutate(cluster)
-    problem = _only_problem(cluster)
-    assert problem.startswith(where), problem
-    for fragment in what:
-        assert fragment in problem, f"{fragment!r} not in {problem!r}"
+    _refused(cluster, mutate, where, what)
 
 
 def test_cli_accepts_the_cluster_example():
@@ -935,6 +967,7 @@ def test_courses_folder_sources_resolve_against_the_site_file_and_urls_stay(tmp_
     site_file = tmp_path / "sub" / "site.yaml"
     site_file.parent.mkdir()
     site_file.write_text(yaml.safe_dump(data))
+    _make_named_files(site_file, data)
     site = load_site(site_file)
     demo, remote, ssh = site.courses
     assert not demo.is_git_url and demo.source == str((tmp_path / "courses" / "demo").resolve())
@@ -946,3 +979,441 @@ def test_the_example_names_the_demo_course():
     site = load_site(EXAMPLE)
     assert [c.name for c in site.courses] == ["demo"]
     assert Path(site.courses[0].source) == REPO_ROOT / "examples" / "courses" / "demo"
+
+
+# --------------------------------------------------------------------------- unsafe or doomed
+# Input that would pass a syntax check but can only fail later, or is unsafe (issue 16):
+# plain http to other machines, files that are not there, sizes beyond any machine, URLs
+# with a query or fragment, and messages that would echo a huge value.
+
+# (id, mutation of the cluster example, field path, texts that say what to write instead)
+CLEAR_TEXT = [
+    (
+        "rucio-over-plain-http",
+        _set(("rucio", "instances", 0, "rucio_host"), "http://rucio.lab.example.org:8010"),
+        "rucio.instances[0].rucio_host",
+        ["plain http://", "https://", "insecure: true"],
+    ),
+    (
+        "rucio-auth-over-plain-http",
+        _set(("rucio", "instances", 0, "auth_host"), "http://rucio-auth.example.org"),
+        "rucio.instances[0].auth_host",
+        ["in clear", "https://", "insecure: true"],
+    ),
+    (
+        "identity-provider-token-endpoint-over-plain-http",
+        _set(("auth", "token_url"), "http://keycloak.example.org/realms/physics/token"),
+        "auth.token_url",
+        ["plain http://", "insecure: true"],
+    ),
+    (
+        "identity-provider-over-plain-http-names-every-field",
+        lambda d: d["auth"].update(
+            issuer="http://kc.example.org/realms/p", userinfo_url="http://kc.example.org/u"
+        ),
+        "auth.issuer",
+        ["auth.userinfo_url", "insecure: true"],
+    ),
+    (
+        "hub-over-plain-http",
+        _set(("kubernetes", "public_url"), "http://hub.example.org"),
+        "kubernetes.public_url",
+        ["plain http://", "insecure: true"],
+    ),
+]
+
+
+@pytest.mark.parametrize(("mutate", "where", "what"), _params(CLEAR_TEXT))
+def test_plain_http_to_another_machine_is_refused_unless_insecure(cluster, mutate, where, what):
+    _refused(cluster, mutate, f"{where}: ", what)
+    cluster["insecure"] = True
+    site = parse_site(cluster)
+    (warning,) = site.warnings
+    assert where in warning and "in clear" in warning
+
+
+def test_the_one_node_lab_site_says_insecure_and_is_warned_about(cluster):
+    """A lab cluster on one machine: Rucio on the node's own address over plain http."""
+    _first_instance(cluster).update(rucio_host="http://192.0.2.2:8010")
+    _first_instance(cluster).pop("auth_host")
+    cluster["kubernetes"]["egress"] = [{"cidr": "192.0.2.2/32", "ports": [8010]}]
+    cluster["insecure"] = True
+    site = parse_site(cluster)
+    assert site.plain_http_urls == [("rucio.instances[0].rucio_host", "http://192.0.2.2:8010")]
+    (warning,) = site.warnings
+    assert "rucio.instances[0].rucio_host (http://192.0.2.2:8010)" in warning
+
+
+def test_plain_http_on_this_machine_needs_no_switch(data):
+    site = parse_site(data)  # the local example: Rucio on http://127.0.0.1
+    assert site.rucio.default.rucio_host.startswith("http://127.0.0.1:")
+    assert site.plain_http_urls == [] and site.warnings == []
+
+
+def test_a_needless_insecure_switch_is_warned_about(cluster):
+    cluster["insecure"] = True
+    (warning,) = parse_site(cluster).warnings
+    assert "remove it" in warning
+
+
+# (id, mutation of the cluster example, field path, texts that say what to write instead)
+URL_PARTS = [
+    (
+        "rucio-host-with-a-query",
+        _set(("rucio", "instances", 0, "rucio_host"), "https://rucio.example.org/?vo=atlas"),
+        "rucio.instances[0].rucio_host",
+        ["base URL", "query", "write 'https://rucio.example.org'"],
+    ),
+    (
+        "auth-host-with-a-fragment",
+        _set(("rucio", "instances", 0, "auth_host"), "https://auth.example.org/api#top"),
+        "rucio.instances[0].auth_host",
+        ["fragment", "write 'https://auth.example.org/api'"],
+    ),
+    (
+        "issuer-with-a-query",
+        _set(("auth", "issuer"), "https://kc.example.org/realms/physics?x=1"),
+        "auth.issuer",
+        ["base URL", "write 'https://kc.example.org/realms/physics'"],
+    ),
+    (
+        "token-endpoint-with-a-fragment",
+        _set(("auth", "token_url"), "https://kc.example.org/token?hint=a#x"),
+        "auth.token_url",
+        ["fragment", "write 'https://kc.example.org/token?hint=a'"],
+    ),
+    (
+        "public-url-with-an-empty-query",
+        _set(("kubernetes", "public_url"), "https://hub.example.org/?"),
+        "kubernetes.public_url",
+        ["write 'https://hub.example.org'"],
+    ),
+    (
+        "issuer-url-with-a-query",
+        _set(("kubernetes", "issuer_url"), "https://hub.example.org/services/x?a=b"),
+        "kubernetes.issuer_url",
+        ["write 'https://hub.example.org/services/x'"],
+    ),
+    (
+        "rucio-host-not-http-with-a-password",
+        _set(("rucio", "instances", 0, "rucio_host"), "ftp://root:hunter2@rucio.example.org"),
+        "rucio.instances[0].rucio_host",
+        ["http://", "'ftp://…@rucio.example.org'"],
+    ),
+    (
+        "rucio-host-with-a-password",
+        _set(("rucio", "instances", 0, "rucio_host"), "https://root:hunter2@rucio.example.org"),
+        "rucio.instances[0].rucio_host",
+        ["password", "write 'https://rucio.example.org'"],
+    ),
+]
+
+
+@pytest.mark.parametrize(("mutate", "where", "what"), _params(URL_PARTS))
+def test_a_query_or_fragment_where_only_a_base_url_works(cluster, mutate, where, what):
+    problem = _refused(cluster, mutate, f"{where}: ", what)
+    assert "hunter2" not in problem  # a password in a URL is never echoed
+
+
+def test_an_endpoint_may_carry_a_query(cluster):
+    cluster["auth"]["authorize_url"] += "?kc_idp_hint=campus"
+    assert parse_site(cluster).auth.authorize_url.endswith("?kc_idp_hint=campus")
+
+
+# (id, mutation of the cluster example, field path, texts that say what to write instead)
+SIZES = [
+    (
+        "quota-beyond-a-petabyte",
+        _set(("cache", "quota_gb"), 2_000_000),
+        "cache.quota_gb",
+        ["at most 1000000", "petabyte", "2000000"],
+    ),
+    ("quota-zero", _set(("cache", "quota_gb"), 0), "cache.quota_gb", ["greater than 0"]),
+    ("quota-negative", _set(("cache", "quota_gb"), -5), "cache.quota_gb", ["greater than 0"]),
+    ("quota-infinite", _set(("cache", "quota_gb"), float("inf")), "cache.quota_gb", ["finite"]),
+    (
+        "quota-larger-than-the-volume",
+        _set(("cache", "quota_gb"), 700),
+        "cache.quota_gb",
+        ["700 GB", "kubernetes.cache_claim.size '600Gi'", "at most 644"],
+    ),
+    (
+        "volume-of-zero",
+        _set(("kubernetes", "cache_claim", "size"), "0Gi"),
+        "kubernetes.cache_claim.size",
+        ["above zero", "'0Gi'"],
+    ),
+    (
+        "volume-beyond-a-petabyte",
+        _set(("kubernetes", "cache_claim", "size"), "5000Pi"),
+        "kubernetes.cache_claim.size",
+        ["petabyte", "'5000Pi'"],
+    ),
+    (
+        "transfer-rate-beyond-any-network",
+        _set(("cache", "transfer_rate_limit_mbps"), 1e9),
+        "cache.transfer_rate_limit_mbps",
+        ["at most 1000000", "terabit"],
+    ),
+    (
+        "profile-memory-of-zero",
+        _set(("kubernetes", "profiles", 1, "memory"), "0G"),
+        "kubernetes.profiles[1].memory",
+        ["above zero", "'0G'"],
+    ),
+    (
+        "profile-memory-beyond-any-machine",
+        _set(("kubernetes", "profiles", 0, "memory"), "100000T"),
+        "kubernetes.profiles[0].memory",
+        ["'64T'", "'100000T'"],
+    ),
+    (
+        "worker-memory-of-zero",
+        _set(("dask", "worker_memory"), "0.0M"),
+        "dask.worker_memory",
+        ["above zero"],
+    ),
+    (
+        "culling-every-negative",
+        _set(("kubernetes", "culling", "every_seconds"), -60),
+        "kubernetes.culling.every_seconds",
+        ["greater than or equal to 60"],
+    ),
+]
+
+
+@pytest.mark.parametrize(("mutate", "where", "what"), _params(SIZES))
+def test_sizes_and_counts_beyond_any_machine_or_below_one(cluster, mutate, where, what):
+    _refused(cluster, mutate, f"{where}: ", what)
+
+
+def test_the_quota_may_fill_the_volume_exactly(cluster):
+    cluster["kubernetes"]["cache_claim"]["size"] = "500G"
+    cluster["cache"]["quota_gb"] = 500
+    assert parse_site(cluster).cache.quota_bytes == 500 * 10**9
+
+
+def _local_site_in(folder: Path, d: dict) -> Path:
+    site_file = folder / "site.yaml"
+    site_file.write_text(yaml.safe_dump(d), encoding="utf-8")
+    _make_named_files(site_file, d)
+    return site_file
+
+
+def test_a_local_quota_larger_than_its_disk_is_refused(tmp_path, data):
+    disk = shutil.disk_usage(tmp_path).total
+    data["cache"] = {"path": str(tmp_path / "cache"), "quota_gb": 2 * disk / 1e9}
+    with pytest.raises(SiteError) as info:
+        load_site(_local_site_in(tmp_path, data))
+    (problem,) = info.value.problems
+    assert problem.startswith("cache.quota_gb: ")
+    assert f"at most {int(disk / 1e9)}" in problem and "larger disk" in problem
+
+
+def _named_file_cases(tmp_path: Path) -> dict:
+    """id -> (change to the local example, field path, texts); paths inside ``tmp_path``."""
+    not_pem = tmp_path / "key.txt"
+    not_pem.write_text("this is not a certificate\n")
+    a_file = tmp_path / "plain-file"
+    a_file.write_text("x")
+    cases = [
+        (
+            "ca-cert-missing",
+            _set(("rucio", "instances", 0, "ca_cert"), str(tmp_path / "nope.pem")),
+            "rucio.instances[0].ca_cert",
+            ["does not exist", "nope.pem"],
+        ),
+        (
+            "ca-cert-is-a-folder",
+            _set(("rucio", "instances", 0, "ca_cert"), str(tmp_path)),
+            "rucio.instances[0].ca_cert",
+            ["not a file"],
+        ),
+        (
+            "ca-cert-is-not-pem",
+            _set(("rucio", "instances", 0, "ca_cert"), str(not_pem)),
+            "rucio.instances[0].ca_cert",
+            ["no PEM certificate", "key.txt"],
+        ),
+        (
+            "notebooks-folder-missing",
+            _set(("notebooks", "source"), str(tmp_path / "no-notebooks")),
+            "notebooks.source",
+            ["does not exist", "no-notebooks"],
+        ),
+        (
+            "notebooks-folder-is-a-file",
+            _set(("notebooks", "source"), str(a_file)),
+            "notebooks.source",
+            ["is a file, not a folder"],
+        ),
+        (
+            "course-folder-missing",
+            _set(("courses",), [_course(source=str(tmp_path / "no-course"))]),
+            "courses[0].source",
+            ["does not exist", "no-course"],
+        ),
+        (
+            "cache-path-is-a-file",
+            _set(("cache",), {"path": str(a_file)}),
+            "cache.path",
+            ["is a file"],
+        ),
+    ]
+    return {i: (m, w, t) for i, m, w, t in cases}
+
+
+NAMED_FILES = [
+    "ca-cert-missing",
+    "ca-cert-is-a-folder",
+    "ca-cert-is-not-pem",
+    "notebooks-folder-missing",
+    "notebooks-folder-is-a-file",
+    "course-folder-missing",
+    "cache-path-is-a-file",
+]
+
+
+def test_every_named_file_case_runs(tmp_path):
+    assert sorted(_named_file_cases(tmp_path)) == sorted(NAMED_FILES)
+
+
+@pytest.mark.parametrize("case", NAMED_FILES)
+def test_a_named_file_that_is_missing_or_unreadable(tmp_path, data, case):
+    mutate, where, what = _named_file_cases(tmp_path)[case]
+    site_file = _local_site_in(tmp_path, data)  # every named file exists
+    mutate(data)
+    site_file.write_text(yaml.safe_dump(data), encoding="utf-8")
+    with pytest.raises(SiteError) as info:
+        load_site(site_file)
+    (problem,) = info.value.problems
+    assert problem.startswith(f"{where}: "), problem
+    assert all(fragment in problem for fragment in what), (what, problem)
+
+
+@pytest.fixture
+def open_folder():
+    """A folder in /tmp that every account may enter (pytest's tmp_path is 0700)."""
+    folder = Path(tempfile.mkdtemp(prefix="lakehub-site-test-", dir="/tmp"))
+    folder.chmod(0o755)  # noqa: S103  (other accounts must reach the site file)
+    yield folder
+    shutil.rmtree(folder)
+
+
+def test_files_the_account_cannot_read(open_folder, data):
+    """`make check-site` run by an account that cannot read the CA bundle or enter the
+    notebooks folder (both root's alone); the kernel's own permission checks decide."""
+    if os.geteuid() != 0:
+        pytest.fail("this test makes files that only root can read: run it as root")
+    data["courses"] = []
+    site_file = _local_site_in(open_folder, data)
+    ca = open_folder / "ca.pem"
+    ca.write_text(PEM)
+    ca.chmod(0o600)
+    notebooks = open_folder / "private-notebooks"
+    notebooks.mkdir(mode=0o700)
+    data["rucio"]["instances"][0]["ca_cert"] = str(ca)
+    data["notebooks"]["source"] = str(notebooks)
+    site_file.write_text(yaml.safe_dump(data), encoding="utf-8")
+    site_file.chmod(0o644)
+    nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    done = subprocess.run(
+        [*nobody, sys.executable, "-m", "sitefile", str(site_file)],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        env={**os.environ, "LAKEHUB_STATE": str(open_folder / "state")},
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    problems = [line for line in done.stderr.splitlines() if line.startswith("  - ")]
+    assert len(problems) == 2, done.stderr
+    assert problems[0].startswith("  - rucio.instances[0].ca_cert: ")
+    assert "cannot be read (Permission denied)" in problems[0]
+    assert problems[1].startswith("  - notebooks.source: ")
+    assert "cannot be read" in problems[1]
+
+
+def test_named_files_are_checked_by_the_loader_not_the_model(data, tmp_path):
+    data["notebooks"]["source"] = str(tmp_path / "not-yet")
+    parse_site(data)  # pure: no disk
+
+
+def test_a_cluster_site_names_no_local_files(tmp_path, cluster):
+    """The hub on Kubernetes reads its site file far from the notebooks folder."""
+    site_file = tmp_path / "etc" / "lakehub" / "site.yaml"
+    site_file.parent.mkdir(parents=True)
+    site_file.write_text(yaml.safe_dump(cluster), encoding="utf-8")
+    site = load_site(site_file)
+    assert not site.notebooks.source.exists()
+
+
+# (id, mutation of the local example, field path at the start of the line)
+HUGE = 20_000
+LONG_VALUES = [
+    ("long-url", _set(("rucio", "instances", 0, "rucio_host"), "ftp://" + "a" * HUGE), "rucio"),
+    ("long-name", _set(("rucio", "instances", 0, "name"), "A" * HUGE), "rucio.instances[0].name"),
+    ("long-default", _set(("rucio", "default_instance"), "z " * HUGE), "rucio: "),
+    ("long-list", lambda d: d.setdefault("cache", {}).update(pinned=["x"] * HUGE), "cache.pinned"),
+    ("huge-number", _set(("local", "hub_port"), 10**500), "local.hub_port"),
+    ("long-key", _set(("k" * HUGE,), 1), "kkkk"),
+    ("long-target", _set(("notebooks", "target"), "/" + "d/" * HUGE), "notebooks.target"),
+]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "where"),
+    [pytest.param(m, w, id=i) for i, m, w in LONG_VALUES],
+)
+def test_a_huge_value_is_cut_in_the_message(data, mutate, where):
+    mutate(data)
+    problem = _only_problem(data)
+    assert problem.startswith(where), problem[:200]
+    assert len(problem) <= SHOWN_PROBLEM, len(problem)
+    cut = re.search(r"….*\((\d+) characters\)", problem)
+    assert cut and int(cut.group(1)) > 400, problem
+
+
+def test_the_cut_keeps_short_values_and_the_words_around_them():
+    words = "courses[0].target: expected a folder inside the user's home (relative, no '..'), got"
+    assert readable(f"{words} 'x/../y'") == f"{words} 'x/../y'"
+    cut = readable(f"{words} '{'y' * 5000}'; pick another")
+    assert cut.startswith(f"{words} 'yyy") and cut.endswith("' (5002 characters); pick another")
+
+
+def test_check_site_warns_about_insecure_and_still_succeeds(tmp_path, cluster):
+    _first_instance(cluster).update(rucio_host="http://rucio.lab.example.org:8010")
+    cluster["insecure"] = True
+    site_file = tmp_path / "lab.yaml"
+    site_file.write_text(yaml.safe_dump(cluster), encoding="utf-8")
+    done = _make_check_site(site_file)
+    assert done.returncode == 0, done.stderr
+    assert "OK" in done.stdout
+    assert f"{site_file}: warning: insecure: true" in done.stderr
+    assert "rucio.instances[0].rucio_host (http://rucio.lab.example.org:8010)" in done.stderr
+
+
+def test_check_site_refuses_plain_http_with_the_field_path(tmp_path, cluster):
+    _first_instance(cluster).update(rucio_host="http://rucio.lab.example.org:8010")
+    site_file = tmp_path / "lab.yaml"
+    site_file.write_text(yaml.safe_dump(cluster), encoding="utf-8")
+    for done in (_make_check_site(site_file), _cli(str(site_file))):
+        assert done.returncode != 0
+        assert "Traceback" not in done.stderr and "OK" not in done.stdout
+        assert "  - rucio.instances[0].rucio_host: " in done.stderr
+        assert "insecure: true" in done.stderr
+    assert done.returncode == 1  # make reports it as "Error 1" and exits 2
+
+
+def _make_check_site(site_file: Path) -> subprocess.CompletedProcess:
+    """`make check-site SITE=...` as a sysadmin types it."""
+    return subprocess.run(
+        ["make", "--no-print-directory", "check-site", f"SITE={site_file}"],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        timeout=300,
+        check=False,
+    )

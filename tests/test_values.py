@@ -436,6 +436,7 @@ def test_network_policies_stay_on_and_open_only_the_site_destinations(rendered):
 def test_namespace_egress_rules_default_to_the_rucio_ports(tmp_path):
     data = yaml.safe_load(CLUSTER_EXAMPLE.read_text(encoding="utf-8"))
     data["rucio"]["instances"][0]["rucio_host"] = "http://rucio.rucio.svc:8080"
+    data["insecure"] = True  # plain http inside the cluster
     data["kubernetes"]["egress"] = [{"namespace": "rucio", "pod_labels": {"app": "rucio"}}]
     site = parse_site(data)
     (rule,) = hv.egress_values(site)

@@ -27,7 +27,7 @@ def service_config(
         "address": address,
         "root": root,
         "index": index,
-        "quota_bytes": int(site.cache.quota_gb * 1e9),
+        "quota_bytes": site.cache.quota_bytes,
         "pinned": list(site.cache.pinned),
         "rate_bps": rate * 1e6 / 8 if rate else None,  # Mbit/s -> bytes/s
         "max_parallel": site.cache.max_parallel_transfers,
