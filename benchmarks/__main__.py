@@ -3,7 +3,8 @@
 Every figure is one JSON object on its own line on stdout,
 ``{"figure": NAME, "value": NUMBER, ...context}``; nothing else is written there.
 Progress and diagnostics go to stderr.  Each family lives in a module of its own, which
-says what its figures measure: ``spawn`` (hooks vs vanilla, many at once), ``cache``
+says what its figures measure: ``spawn`` (hooks vs vanilla, many at once), ``login``
+(a student's wait from "Sign in" to JupyterLab), ``cache``
 (the shared dataset cache), ``hyy`` (the H->yy selection vs a raw read), ``tokens`` (the
 token service's cost), ``dask_scaleout`` (the Dask Gateway), ``k8s`` (KubeSpawner starts
 against a real apiserver).
@@ -26,12 +27,13 @@ import time
 import traceback
 from pathlib import Path
 
-from benchmarks import cache, dask_scaleout, hyy, k8s, spawn, tokens
+from benchmarks import cache, dask_scaleout, hyy, k8s, login, spawn, tokens
 from benchmarks.common import claim_stdout, count, log, terminate
 from benchmarks.data import BenchData
 
 FAMILIES = (
     *spawn.FAMILIES,
+    *login.FAMILIES,
     *cache.FAMILIES,
     *hyy.FAMILIES,
     *tokens.FAMILIES,

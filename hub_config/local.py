@@ -24,6 +24,7 @@ from lakehub.contract import (
     ENV_DASK_CONFIG,
     ENV_HOOKS,
     ENV_MOCK_SERVERS,
+    ENV_SINGLEUSER_ENV,
     ENV_SITE,
     ISSUER_SERVICE,
     service_prefix,
@@ -183,20 +184,28 @@ def as_hook(hooks: LakehubHooks):
     return lakehub_pre_spawn_hook
 
 
-def single_user_path() -> str:
+def single_user_path(env: str = "analysis") -> str:
     return os.pathsep.join(
-        [str(venv_bin("analysis", "python").parent), "/usr/local/bin", "/usr/bin", "/bin"]
+        [str(venv_bin(env, "python").parent), "/usr/local/bin", "/usr/bin", "/bin"]
     )
 
 
 def configure(
-    c, site: Site, paths: StackPaths, *, with_hooks: bool = True, mock_servers: bool = False
+    c,
+    site: Site,
+    paths: StackPaths,
+    *,
+    with_hooks: bool = True,
+    mock_servers: bool = False,
+    single_user_env: str = "analysis",
 ) -> None:
     """Fill the traitlets config ``c`` for the local stack.
 
     ``with_hooks=False`` gives the same hub without lakehub's spawn hooks and
     ``mock_servers=True`` replaces JupyterLab by JupyterHub's tiny test server
     (``jupyterhub.tests.mocksu``); the benchmarks use both to measure the hooks alone.
+    ``single_user_env`` names the environment servers run from: ``analysis`` (what the
+    image holds), or ``vanilla``, a plain JupyterLab the benchmarks compare with.
     """
     if site.local is None:
         raise ValueError("the site file has no 'local' section; the local stack needs one")
@@ -232,11 +241,14 @@ def configure(
     c.LakehubLocalSpawner.home_dir_template = str(paths.homes / "{username}")
     c.LakehubLocalSpawner.system_users_file = str(paths.system_users)
     if mock_servers:
-        c.Spawner.cmd = [str(venv_bin("analysis", "python")), "-m", "jupyterhub.tests.mocksu"]
+        c.Spawner.cmd = [str(venv_bin(single_user_env, "python")), "-m", "jupyterhub.tests.mocksu"]
     else:
-        c.Spawner.cmd = [str(venv_bin("analysis", "jupyterhub-singleuser"))]
+        c.Spawner.cmd = [str(venv_bin(single_user_env, "jupyterhub-singleuser"))]
     c.Spawner.default_url = "/lab"
-    c.Spawner.environment = {"PATH": single_user_path(), **course_git_env(site, paths)}
+    c.Spawner.environment = {
+        "PATH": single_user_path(single_user_env),
+        **course_git_env(site, paths),
+    }
     c.Spawner.server_token_scopes = server_token_scopes(site)
     c.Spawner.http_timeout = 90
     c.Spawner.start_timeout = 180
@@ -298,4 +310,5 @@ def load_from_environment(c) -> None:
         paths,
         with_hooks=os.environ.get(ENV_HOOKS, "1") != "0",
         mock_servers=os.environ.get(ENV_MOCK_SERVERS, "0") == "1",
+        single_user_env=os.environ.get(ENV_SINGLEUSER_ENV) or "analysis",
     )

@@ -19,6 +19,13 @@ import sys
 import time
 from pathlib import Path
 
+from lakehub.contract import (
+    ENV_HOOKS,
+    ENV_MOCK_SERVERS,
+    ENV_SINGLEUSER_ENV,
+    ENV_SITE,
+    ENV_STATE,
+)
 from lakehub.files import write_private
 from localstack import procs, rucio_server
 from localstack.bootstrap import DemoDataChanged
@@ -57,16 +64,24 @@ def prepare_secrets(paths: StackPaths) -> None:
 
 
 def hub_env(
-    site_file: Path, paths: StackPaths, *, with_hooks: bool = True, mock_servers: bool = False
+    site_file: Path,
+    paths: StackPaths,
+    *,
+    with_hooks: bool = True,
+    mock_servers: bool = False,
+    single_user_env: str = "analysis",
 ) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RUCIO_", "JUPYTER"))}
     env.update(
-        LAKEHUB_SITE=str(site_file.resolve()),
-        LAKEHUB_STATE=str(paths.state),
-        LAKEHUB_HOOKS="1" if with_hooks else "0",
-        LAKEHUB_MOCK_SERVERS="1" if mock_servers else "0",
-        PYTHONPATH=str(REPO),
-        TMPDIR=str(paths.hub / "tmp"),
+        {
+            ENV_SITE: str(site_file.resolve()),
+            ENV_STATE: str(paths.state),
+            ENV_HOOKS: "1" if with_hooks else "0",
+            ENV_MOCK_SERVERS: "1" if mock_servers else "0",
+            ENV_SINGLEUSER_ENV: single_user_env,
+            "PYTHONPATH": str(REPO),
+            "TMPDIR": str(paths.hub / "tmp"),
+        }
     )
     return env
 
@@ -105,6 +120,7 @@ def start_hub(
     *,
     with_hooks: bool = True,
     mock_servers: bool = False,
+    single_user_env: str = "analysis",
 ) -> int:
     assert site.local is not None
     if not chp_binary().exists():
@@ -132,7 +148,13 @@ def start_hub(
         what=f"JupyterHub on {url}",
         run_dir=paths.run,
         log_path=log_path,
-        env=hub_env(site_file, paths, with_hooks=with_hooks, mock_servers=mock_servers),
+        env=hub_env(
+            site_file,
+            paths,
+            with_hooks=with_hooks,
+            mock_servers=mock_servers,
+            single_user_env=single_user_env,
+        ),
         cwd=paths.hub,
     )
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build (or reuse) one of lakehub's Python environments from its lock file.
-# usage: scripts/ensure-env.sh NAME      (NAME = dev | analysis | rucio-server)
+# usage: scripts/ensure-env.sh NAME      (NAME = dev | analysis | rucio-server | vanilla)
 # A stamp holding the lock file's hash makes a second run a no-op.
 set -euo pipefail
 name=$1
@@ -33,8 +33,8 @@ echo "==> building the '$name' environment in $venv (from requirements/$name.txt
 rm -rf "$venv"
 "$uv" venv --quiet --python "$python" "$venv"
 "$uv" pip sync --quiet --python "$venv/bin/python" "$lock"
-if [ "$name" != rucio-server ]; then
-  # the project's own packages (hub_config, spawner_hooks, hub_services, lakehub)
+if [ "$name" != rucio-server ] && [ "$name" != vanilla ]; then
+  # the project's own packages (editable); vanilla is a plain JupyterLab without them
   "$uv" pip install --quiet --python "$venv/bin/python" --no-deps -e "$top"
 fi
 if [ "$name" = analysis ]; then

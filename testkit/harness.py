@@ -131,6 +131,7 @@ def start_stack(
     with_hooks: bool = True,
     mock_servers: bool = False,
     with_rucio: bool = True,
+    single_user_env: str = "analysis",
 ) -> Stack:
     paths = StackPaths(state)
     site = load_site(site_file)
@@ -142,7 +143,14 @@ def start_stack(
     if with_rucio:
         s.start_rucio()
         stack.load_demo_data(site, paths, progress=False)
-    stack.start_hub(site_file, paths, site, with_hooks=with_hooks, mock_servers=mock_servers)
+    stack.start_hub(
+        site_file,
+        paths,
+        site,
+        with_hooks=with_hooks,
+        mock_servers=mock_servers,
+        single_user_env=single_user_env,
+    )
     return s
 
 

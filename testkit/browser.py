@@ -1,0 +1,36 @@
+"""Debian's Chromium, driven by Playwright, for browser tests and the login figures.
+
+Never a downloaded browser: ``/usr/bin/chromium`` (apt), headless, with the flags that
+keep it from reaching for the network on its own (FACTS: this machine refuses outside
+connections, and Chromium would try them at every start).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@contextmanager
+def chromium() -> Iterator:
+    """A headless Chromium (Playwright's sync API); closed on the way out."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
