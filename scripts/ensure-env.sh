@@ -28,7 +28,7 @@ rm -rf "$venv"
 "$uv" venv --quiet --python "$python" "$venv"
 "$uv" pip sync --quiet --python "$venv/bin/python" "$lock"
 if [ "$name" != rucio-server ]; then
-  # the project's own packages (hub_config, spawner_hooks, hub_services, lakehub)
+  # the project's own packages (pyproject.toml lists them; localstack included)
   "$uv" pip install --quiet --python "$venv/bin/python" --no-deps -e "$top"
 fi
 if [ "$name" = analysis ]; then

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from spawner_hooks.files import atomic_write
+from lakehub.files import atomic_write
 
 VALID_DAYS = 30
 

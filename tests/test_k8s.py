@@ -586,7 +586,11 @@ def test_everything_listens_on_loopback_only(plane):
 
 
 def token_service_rules(helm: list[str], chart: Path, namespace: str) -> list[dict]:
-    """The token service's Role exactly as the chart renders it."""
+    """The token service's Role exactly as the chart renders it (with the values of the
+    native-login example: the chart's schema requires the rendered names)."""
+    from hub_config import values as hv
+
+    example = Path(__file__).resolve().parent.parent / "examples" / "site.cluster-native.yaml"
     done = subprocess.run(
         [
             *helm,
@@ -597,7 +601,10 @@ def token_service_rules(helm: list[str], chart: Path, namespace: str) -> list[di
             namespace,
             "--show-only",
             "templates/token-service.yaml",
+            "-f",
+            "-",
         ],
+        input=hv.dump(hv.values_for_file(example)),
         capture_output=True,
         text=True,
         timeout=120,
