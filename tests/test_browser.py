@@ -12,22 +12,12 @@ import pytest
 from playwright.sync_api import expect, sync_playwright
 
 from localstack.hubclient import approve_signup, signup
+from testkit.browser import launch as launch_chromium
 from testkit.harness import unique_user
 
 pytestmark = pytest.mark.browser
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +36,7 @@ def approved_student(local_stack):
 def page():
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        browser = launch_chromium(pw)
         try:
             context = browser.new_context(viewport={"width": 1400, "height": 900})
             yield context.new_page()
