@@ -492,8 +492,12 @@ Install lakehub on it:
 Then open {lab.public_url}/hub/signup, sign up as '{ADMIN_USER}' (an admin: authorized at
 once), sign up a student and approve them at {lab.public_url}/hub/authorize.
 
-  make undeploy SITE={lab.site_file}          # the release goes, volumes stay
-  make cluster-down                            # stops everything (logs: {lab.logs})"""
+Remove the release (its volumes stay; PURGE=1 removes them too), then stop the lab:
+
+  make undeploy SITE={lab.site_file}
+  make cluster-down
+
+Logs: {lab.node.layout.logs} (the node), {lab.paths.logs} (Rucio), {lab.logs}."""
     )
 
 
