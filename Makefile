@@ -99,12 +99,13 @@ undeploy: ## remove the release; keeps user volumes, cache and hub db unless PUR
 k8s-tools: ## Kubernetes 1.36 programs, containerd, CNI, CoreDNS, node images; built once, cached outside the repo
 	@bash scripts/ensure-k8s-tools.sh >/dev/null
 
-# IMAGES='localhost/lakehub/singleuser:0.1.0 ...': podman images to import into the node
-cluster-up: envs k8s-tools ## a real one-node Kubernetes cluster on this machine (root; see docs/deploy.md)
-	@$(DEV_PY) -m testkit.node up $(foreach image,$(IMAGES),--image $(image))
+# The whole lab: the node with lakehub's images, Rucio and the demo data on the node's
+# address, the namespace, the Secrets and a site file (testkit/cluster.py); then `make deploy`.
+cluster-up: envs k8s-tools images ## a one-node Kubernetes lab for `make deploy` on this machine (root; docs/deploy.md)
+	@$(DEV_PY) -m testkit.cluster up
 
-cluster-down: ## stop that cluster (by PID) and remove what it added to the host
-	@if [ -x $(DEV_PY) ]; then $(DEV_PY) -m testkit.node down; fi
+cluster-down: ## stop the lab (by PID) and remove what it added to the host
+	@if [ -x $(DEV_PY) ]; then $(DEV_PY) -m testkit.cluster down; fi
 
-cluster-status: ## is the one-node cluster running
-	@$(DEV_PY) -m testkit.node status
+cluster-status: ## is the one-node lab running
+	@$(DEV_PY) -m testkit.cluster status

@@ -8,6 +8,8 @@
 #   RELEASE       helm release name (default: lakehub)
 #   NAMESPACE     default: kubernetes.namespace of the site file
 #   KUBE_CONTEXT  kubectl/helm context (default: the current one of $KUBECONFIG)
+#   KUBECTL       the kubectl to use (default: kubectl on PATH, else the one that
+#                 scripts/ensure-k8s-tools.sh built, if any)
 #   VALUES        extra values files layered over the rendered ones (space-separated)
 #   TIMEOUT       helm --timeout for deploy/undeploy (default: 10m)
 #   PURGE=1       undeploy: also delete the users' volumes, the shared cache and the hub's
@@ -122,7 +124,21 @@ if [ -n "${KUBE_CONTEXT:-}" ]; then
   kubectl_args+=(--context "$KUBE_CONTEXT")
 fi
 
-have_kubectl() { command -v kubectl >/dev/null 2>&1; }
+# kubectl: $KUBECTL, else the one on PATH, else the one `make k8s-tools` built (the version
+# of the test node's Kubernetes)
+find_kubectl() {
+  if [ -n "${KUBECTL:-}" ]; then
+    [ -x "$KUBECTL" ] || die "KUBECTL=$KUBECTL is not an executable"
+    return
+  fi
+  KUBECTL=$(command -v kubectl 2>/dev/null) && return
+  KUBECTL=$(bash "$top/scripts/ensure-k8s-tools.sh" --check 2>/dev/null | sed -n 's/^KUBECTL=//p') &&
+    [ -x "$KUBECTL" ] && return
+  KUBECTL=
+}
+find_kubectl
+have_kubectl() { [ -n "$KUBECTL" ]; }
+kubectl() { "$KUBECTL" "$@"; }
 
 show_target() {
   local context=${KUBE_CONTEXT:-}
@@ -139,6 +155,7 @@ show_target() {
   say "release:         $RELEASE (chart helm/lakehub with $(dependencies | tr '\n' ' '))"
   say "site file:       $SITE"
   say "helm:            $HELM ($("$HELM" version --template '{{.Version}}'))"
+  say "kubectl:         ${KUBECTL:-not found (neither on PATH nor built by make k8s-tools)}"
 }
 
 lint() {
@@ -224,9 +241,21 @@ case "$command" in
     lint
     check_secrets
     show_diff
+    first_install=1
+    "$HELM" status "$RELEASE" "${kube_args[@]}" >/dev/null 2>&1 && first_install=0
     say "helm upgrade --install $RELEASE --wait --atomic --timeout $TIMEOUT"
     "$HELM" upgrade --install "$RELEASE" "$CHART" "${kube_args[@]}" --create-namespace \
       "${values_args[@]}" --wait --atomic --timeout "$TIMEOUT"
+    if [ "$first_install" = 1 ]; then
+      # z2jh generates its secrets (proxy token, cookie secret, service tokens) at the
+      # first install, and the checksums that restart the hub and the proxy render them
+      # once more, with other random values; from then on it reads the stored ones.  So
+      # the next deploy, even with the same site, would restart both while students
+      # work.  One upgrade now, before anybody uses the hub, settles the checksums.
+      say "first install: upgrading once more so that the next deploy changes nothing"
+      "$HELM" upgrade "$RELEASE" "$CHART" "${kube_args[@]}" "${values_args[@]}" \
+        --wait --atomic --timeout "$TIMEOUT" >/dev/null
+    fi
     say "deployed in $(($(date +%s) - started)) s"
     ;;
   undeploy)
@@ -237,14 +266,31 @@ case "$command" in
     else
       say "release $RELEASE is not installed in $NAMESPACE"
     fi
+    # The users' servers and their session Secrets are the hub's, not helm's: without the
+    # hub nobody reaches them, and the Secrets hold tokens.  The volumes stay (below).
+    if have_kubectl; then
+      say "stopping the users' servers and removing their session Secrets"
+      kubectl "${kubectl_args[@]}" delete pod -l "component=singleuser-server,release=$RELEASE" \
+        --ignore-not-found --wait=true --timeout="$TIMEOUT" >&2
+      kubectl "${kubectl_args[@]}" delete secret \
+        -l "app.kubernetes.io/part-of=lakehub,app.kubernetes.io/component in (session,user-token)" \
+        --ignore-not-found >&2
+    else
+      say "kubectl not found: the users' servers (pods with component=singleuser-server) and" \
+        "their Secrets (app.kubernetes.io/part-of=lakehub) may still run; delete them yourself"
+    fi
     claims="the users' volumes (claim-*), the shared cache (lakehub-cache) and the hub database (hub-db-dir)"
     if [ "${PURGE:-0}" = 1 ]; then
       have_kubectl || die "PURGE=1 needs kubectl"
       say "PURGE=1: deleting $claims"
+      # waits until they are gone: a deploy right after must not meet a claim that is
+      # still being deleted
       kubectl "${kubectl_args[@]}" delete pvc -l "component=singleuser-storage,release=$RELEASE" \
-        --ignore-not-found --wait=false
-      kubectl "${kubectl_args[@]}" delete pvc lakehub-cache hub-db-dir --ignore-not-found --wait=false
-      kubectl "${kubectl_args[@]}" delete pv "$NAMESPACE-lakehub-cache" --ignore-not-found --wait=false
+        --ignore-not-found --wait=true --timeout="$TIMEOUT" >&2
+      kubectl "${kubectl_args[@]}" delete pvc lakehub-cache hub-db-dir --ignore-not-found \
+        --wait=true --timeout="$TIMEOUT" >&2
+      kubectl ${KUBE_CONTEXT:+--context "$KUBE_CONTEXT"} delete pv "$NAMESPACE-lakehub-cache" \
+        --ignore-not-found --wait=true --timeout="$TIMEOUT" >&2  # cluster-wide: no namespace
     else
       say "kept: $claims; PURGE=1 deletes them"
     fi

@@ -389,15 +389,24 @@ def singleuser_values(site: Site) -> dict:
     k8s = site.kubernetes
     assert k8s is not None
     default = k8s.default_profile
+    # KubeSpawner shows its spawn form for any profile list, even of one entry: students
+    # would have to pick the only choice before every start.  One profile is therefore
+    # just the servers' size (and image); the form appears from two profiles on.
+    choices = (
+        {"profileList": [profile_values(p, k8s) for p in k8s.profiles]}
+        if len(k8s.profiles) > 1
+        else {}
+    )
+    image = k8s.images.singleuser if choices or default.image is None else default.image
     return {
-        "image": image_values(k8s.images.singleuser),
+        "image": image_values(image),
         "defaultUrl": "/lab",
         "cpu": {"limit": default.cpu, "guarantee": default.cpu_guarantee or default.cpu},
         "memory": {
             "limit": default.memory,
             "guarantee": default.memory_guarantee or default.memory,
         },
-        "profileList": [profile_values(p, k8s) for p in k8s.profiles],
+        **choices,
         "storage": {
             # the shared cache, read-only in every user pod (spawner_hooks.kube_volumes)
             "extraVolumes": [cache_volume(lc.CACHE_CLAIM)],

@@ -128,3 +128,22 @@ def approve_signup(base_url: str, admin: str, admin_password: str, username: str
         client.close()
     if r.status_code >= 400:
         raise HubError(f"approving {username} failed: HTTP {r.status_code}")
+
+
+def user_api_token(
+    base_url: str, username: str, password: str, note: str = "lakehub", expires_in: int = 3600
+) -> str:
+    """A JupyterHub API token of ``username`` (with their own permissions), made after
+    logging in through the form, as the token page of the hub does."""
+    client = login(base_url, username, password)
+    try:
+        r = client.post(
+            f"/hub/api/users/{quote(username, safe='')}/tokens",
+            json={"note": note, "expires_in": expires_in},
+            headers={"X-XSRFToken": client.cookies.get("_xsrf", "")},
+        )
+    finally:
+        client.close()
+    if r.status_code != 201:
+        raise HubError(f"a token for {username} was refused: HTTP {r.status_code} {r.text[:200]}")
+    return r.json()["token"]

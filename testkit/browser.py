@@ -23,13 +23,18 @@ CHROMIUM_ARGS = [
 ]
 
 
+def launch(playwright):
+    """A headless Chromium browser from a ``sync_playwright()`` handle."""
+    return playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+
+
 @contextmanager
 def chromium() -> Iterator:
     """A headless Chromium (Playwright's sync API); closed on the way out."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        browser = launch(pw)
         try:
             yield browser
         finally:

@@ -310,6 +310,19 @@ def clean_files(network: str, pod_logs: Path) -> None:
                 link.unlink(missing_ok=True)
 
 
+def empty_but_logs(folder: Path) -> None:
+    """Remove everything in ``folder`` except its ``logs/`` (a missing folder is fine)."""
+    if not folder.is_dir():
+        return
+    for entry in folder.iterdir():
+        if entry.name == "logs":
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+
+
 def existing_host_dirs() -> list[str]:
     return [d for d in HOST_DIRS if os.path.lexists(d)]
 

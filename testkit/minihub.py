@@ -12,6 +12,7 @@ import base64
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
 from dataclasses import dataclass, field
@@ -113,7 +114,22 @@ class MiniHub:
 
     def stop(self) -> None:
         procs.stop("hub", self.folder)  # its process group: the proxy and services too
+        self._stop_orphaned_proxy()
         shutil.rmtree(self.folder, ignore_errors=True)
+
+    def _stop_orphaned_proxy(self) -> None:
+        """A hub that exited while starting leaves its proxy running (nobody stops it):
+        end the process its pid file names, if that is still this hub's proxy."""
+        try:
+            pid = int((self.folder / "proxy.pid").read_text().split()[0])
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (OSError, ValueError, IndexError):
+            return
+        if b"configurable-http-proxy" in cmdline:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
 
 
 def token_service(port: int, args: list[str], environment: dict[str, str]) -> dict:

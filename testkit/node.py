@@ -417,7 +417,13 @@ class Node:
             layout.cni_conf_dir / "10-lakehub.conflist",
             json.dumps(nodeconf.cni_conflist(layout), indent=2),
         )
-        for folder in (layout.etcd, layout.kubelet_root, layout.volumes, layout.pod_logs):
+        for folder in (
+            layout.etcd,
+            layout.kubelet_root,
+            layout.volumes,
+            layout.shared_volumes,
+            layout.pod_logs,
+        ):
             folder.mkdir(parents=True, exist_ok=True)
         layout.etcd.chmod(0o700)
 
@@ -609,15 +615,7 @@ class Node:
         if self._temporary and not (keep_logs and self.layout.logs.is_dir()):
             shutil.rmtree(self.state, ignore_errors=True)
             return
-        if not self.state.is_dir():
-            return
-        for entry in self.state.iterdir():
-            if entry.name == "logs":
-                continue
-            if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry, ignore_errors=True)
-            else:
-                entry.unlink(missing_ok=True)
+        host.empty_but_logs(self.state)
 
     # --- one node per machine ---------------------------------------------------------
 

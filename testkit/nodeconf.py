@@ -28,7 +28,10 @@ API_SERVICE_IP = "10.96.0.1"
 CLUSTER_DOMAIN = "cluster.local"
 SA_ISSUER = "https://kubernetes.default.svc.cluster.local"
 PROVISIONER = "rancher.io/local-path"
-STORAGE_CLASS = "local-path"
+STORAGE_CLASS = "local-path"  # the default: one folder per claim, this node only
+# ReadWriteMany claims (the shared dataset cache): local-path-provisioner's shared-file-
+# system mode, in which every claim's folder is valid on every node (here: the one node)
+SHARED_STORAGE_CLASS = "local-path-shared"
 DEFAULT_SYNC_FREQUENCY = "10s"
 
 
@@ -112,6 +115,11 @@ class Layout:
     def volumes(self) -> Path:
         """Where local-path-provisioner makes the PersistentVolumes' folders."""
         return self.state / "volumes"
+
+    @property
+    def shared_volumes(self) -> Path:
+        """The folders of ReadWriteMany claims (the shared StorageClass)."""
+        return self.state / "shared-volumes"
 
     @property
     def kubeconfig(self) -> Path:
@@ -307,10 +315,22 @@ def corefile(layout: Layout, *, node_ip: str) -> str:
 
 
 def local_path_config(layout: Layout) -> dict:
+    """local-path-provisioner's config.json: one configuration per StorageClass.
+
+    ``local-path`` (the default class) keeps each volume on this node (ReadWriteOnce);
+    ``local-path-shared`` uses the provisioner's ``sharedFileSystemPath`` mode, which
+    accepts ReadWriteMany claims because the folder is meant to be a file system every
+    node mounts.  With one node, a host folder is exactly that; on several nodes it would
+    have to be NFS or similar."""
     return {
-        "nodePathMap": [
-            {"node": "DEFAULT_PATH_FOR_NON_LISTED_NODES", "paths": [str(layout.volumes)]}
-        ],
+        "storageClassConfigs": {
+            STORAGE_CLASS: {
+                "nodePathMap": [
+                    {"node": "DEFAULT_PATH_FOR_NON_LISTED_NODES", "paths": [str(layout.volumes)]}
+                ]
+            },
+            SHARED_STORAGE_CLASS: {"sharedFileSystemPath": str(layout.shared_volumes)},
+        },
         "cmdTimeoutSeconds": 60,
     }
 
@@ -332,7 +352,8 @@ def helper_pod(image: str) -> dict:
 
 
 def local_path_objects() -> list[dict]:
-    """The provisioner's scripts (mounted into helper pods) and the default StorageClass."""
+    """The provisioner's scripts (mounted into helper pods), the default StorageClass and
+    the shared one for ReadWriteMany claims."""
     return [
         {
             "apiVersion": "v1",
@@ -350,6 +371,14 @@ def local_path_objects() -> list[dict]:
                 "name": STORAGE_CLASS,
                 "annotations": {"storageclass.kubernetes.io/is-default-class": "true"},
             },
+            "provisioner": PROVISIONER,
+            "volumeBindingMode": "WaitForFirstConsumer",
+            "reclaimPolicy": "Delete",
+        },
+        {
+            "apiVersion": "storage.k8s.io/v1",
+            "kind": "StorageClass",
+            "metadata": {"name": SHARED_STORAGE_CLASS},
             "provisioner": PROVISIONER,
             "volumeBindingMode": "WaitForFirstConsumer",
             "reclaimPolicy": "Delete",

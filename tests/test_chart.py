@@ -358,6 +358,48 @@ def test_the_token_service_is_wired_to_the_hub_and_may_only_rewrite_secrets(rend
     ]
 
 
+def pod_templates(objects: list[dict]) -> list[tuple[str, dict]]:
+    """(kind/name, pod spec) of every workload's pod template."""
+    found = []
+    for obj in objects:
+        template = obj.get("spec", {}).get("template")
+        if obj["kind"] in ("Deployment", "StatefulSet", "DaemonSet", "Job") and template:
+            found.append((f"{obj['kind']}/{obj['metadata']['name']}", template["spec"]))
+    return found
+
+
+def test_private_secret_files_are_readable_by_the_pods_own_user(rendered):
+    """Found on a real node: the token service could not read its signing key (mode
+    0440, owned by root) because its pod set no fsGroup and it runs as uid 1000.  A
+    Secret file that others may not read must belong to a group the reading container
+    runs with: the pod's fsGroup, equal to the container's runAsGroup."""
+    checked = 0
+    for where, spec in pod_templates(rendered):
+        pod_context = spec.get("securityContext") or {}
+        for volume in spec.get("volumes") or []:
+            secret = volume.get("secret")
+            if secret is None:
+                continue
+            default = secret.get("defaultMode", 0o644)
+            modes = [i.get("mode", default) for i in secret.get("items") or []] or [default]
+            if all(mode & 0o004 for mode in modes):
+                continue  # world-readable: nothing to check
+            assert all(mode & 0o040 for mode in modes), f"{where}: {volume['name']} {modes}"
+            for container in spec.get("initContainers", []) + spec["containers"]:
+                mounts = {m["name"] for m in container.get("volumeMounts") or []}
+                if volume["name"] not in mounts:
+                    continue
+                context = {**pod_context, **(container.get("securityContext") or {})}
+                if context.get("runAsUser") == 0:
+                    continue
+                checked += 1
+                assert pod_context.get("fsGroup") is not None, f"{where}: no fsGroup"
+                assert (
+                    context.get("runAsGroup", pod_context["fsGroup"]) == (pod_context["fsGroup"])
+                ), f"{where}/{container['name']} cannot read {volume['name']}"
+    assert checked  # the cache service's admin password at least
+
+
 def test_optional_objects_are_valid_too(helm, chart, tmp_path, crd_schemas):
     """NFS volume, warm-up job and notebooks job: off by default, valid when on."""
     data = yaml.safe_load(CLUSTER_EXAMPLE.read_text(encoding="utf-8"))

@@ -313,9 +313,9 @@ def test_push_from_a_git_url_fetches_into_the_mirror(course_stack, tmp_path):
 @pytest.mark.browser
 def test_student_pulls_through_an_nbgitpuller_link(course_stack):
     from playwright.sync_api import expect, sync_playwright
-    from test_browser import CHROMIUM, CHROMIUM_ARGS
 
     from localstack.hubclient import approve_signup, signup
+    from testkit.browser import launch as launch_chromium
 
     stack, source = course_stack
     publish(stack, source, REV2)
@@ -328,7 +328,7 @@ def test_student_pulls_through_an_nbgitpuller_link(course_stack):
 
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        browser = launch_chromium(pw)
         try:
             page = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
             page.goto(f"{stack.url}/hub/login")

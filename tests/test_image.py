@@ -297,6 +297,14 @@ def test_rucio_client(su_host):
     assert pinned(ANALYSIS_LOCK)["rucio-clients"] in out
 
 
+def test_a_terminal_finds_the_analysis_tools(su_host):
+    """JupyterLab opens terminals as login shells (``bash -l``) when the server has no
+    terminal, as in a pod; Debian's /etc/profile resets PATH there.  Found on a real
+    node: ``rucio`` was "command not found" in a student's terminal."""
+    assert su_host.check_output("bash -lc 'command -v rucio'") == f"{VENV}/bin/rucio"
+    assert su_host.check_output("bash -lc 'command -v python'") == f"{VENV}/bin/python"
+
+
 def test_jupyter_extensions_enabled(su_host):
     cmd = su_host.run("jupyter server extension list")
     assert cmd.rc == 0, cmd.stderr

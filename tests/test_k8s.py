@@ -605,6 +605,8 @@ def token_service_rules(helm: list[str], chart: Path, namespace: str) -> list[di
             "-",
             "--show-only",
             "templates/token-service.yaml",
+            "-f",
+            "-",
         ],
         input=values,
         capture_output=True,

@@ -160,6 +160,48 @@ def test_a_claim_from_the_default_storage_class_keeps_data_for_the_next_pod(node
     assert (folder / "note").read_text().strip() == "kept-for-the-next-pod"
 
 
+def test_a_shared_claim_is_mounted_by_two_pods_at_once(node):
+    """ReadWriteMany through the node's second StorageClass (local-path-provisioner's
+    shared-file-system mode; its per-node mode refuses ReadWriteMany): what lakehub's
+    cache claim needs, one writer pod and readers."""
+    image = node.tools[HELPER]
+    claim = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "shared"},
+        "spec": {
+            "accessModes": ["ReadWriteMany"],
+            "storageClassName": nodeconf.SHARED_STORAGE_CLASS,
+            "resources": {"requests": {"storage": "1Gi"}},
+        },
+    }
+    volume = {"volumes": [{"name": "shared", "persistentVolumeClaim": {"claimName": "shared"}}]}
+    mount = {"container": {"volumeMounts": [{"name": "shared", "mountPath": "/shared"}]}}
+    node.apply(claim)
+    node.apply(
+        pod(
+            "shared-writer",
+            image,
+            ["sh", "-c", "echo from-the-writer > /shared/note && sleep 3600"],
+            **volume,
+            **mount,
+        )
+    )
+    node.wait_for_pod("shared-writer", timeout=120)
+    node.apply(pod("shared-reader", image, ["cat", "/shared/note"], **volume, **mount))
+    node.wait_for_pod("shared-reader", condition="Succeeded", timeout=90)
+    assert logs(node, "shared-reader").strip() == "from-the-writer"
+    # both pods used it at the same time: the writer still runs
+    assert node.get("/api/v1/namespaces/default/pods/shared-writer")["status"]["phase"] == (
+        "Running"
+    )
+    bound = node.get("/api/v1/namespaces/default/persistentvolumeclaims/shared")
+    assert bound["spec"]["accessModes"] == ["ReadWriteMany"]
+    pv = node.get(f"/api/v1/persistentvolumes/{bound['spec']['volumeName']}")
+    assert Path(pv["spec"]["hostPath"]["path"]).parent == node.layout.shared_volumes
+    node.kubectl("delete", "pod", "shared-writer", "shared-reader", "--wait=true")
+
+
 def test_a_secret_update_reaches_the_running_pod(node):
     secret = {
         "apiVersion": "v1",

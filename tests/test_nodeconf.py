@@ -114,14 +114,34 @@ def test_corefile_binds_the_node_address(tmp_path):
 
 
 def test_local_path_storage_class_is_the_default_and_binds_on_first_use():
-    config_map, storage_class = nodeconf.local_path_objects()
+    config_map, storage_class, shared = nodeconf.local_path_objects()
     assert set(config_map["data"]) == {"setup", "teardown"}
     assert storage_class["volumeBindingMode"] == "WaitForFirstConsumer"
     annotations = storage_class["metadata"]["annotations"]
     assert annotations["storageclass.kubernetes.io/is-default-class"] == "true"
+    # the second class is for ReadWriteMany claims and never the default
+    assert shared["metadata"]["name"] == nodeconf.SHARED_STORAGE_CLASS
+    assert "annotations" not in shared["metadata"]
+    assert shared["provisioner"] == storage_class["provisioner"]
     helper = nodeconf.helper_pod("localhost/lakehub/node-helper:abc")["spec"]["containers"][0]
     assert helper["image"] == "localhost/lakehub/node-helper:abc"
     assert helper["imagePullPolicy"] == "Never"
+
+
+def test_each_storage_class_has_its_own_provisioner_configuration(tmp_path):
+    """local-path-provisioner v0.0.30 refuses ReadWriteMany claims in its per-node mode
+    and serves them in its shared-file-system mode; with per-class configurations a
+    class it does not know is an error, so both must be listed."""
+    config = nodeconf.local_path_config(layout(tmp_path))
+    classes = config["storageClassConfigs"]
+    assert set(classes) == {nodeconf.STORAGE_CLASS, nodeconf.SHARED_STORAGE_CLASS}
+    (per_node,) = classes[nodeconf.STORAGE_CLASS]["nodePathMap"]
+    assert per_node["paths"] == [str(layout(tmp_path).volumes)]
+    # one mode per class: the provisioner rejects a class that sets both
+    assert classes[nodeconf.SHARED_STORAGE_CLASS] == {
+        "sharedFileSystemPath": str(layout(tmp_path).shared_volumes)
+    }
+    assert "nodePathMap" not in config and "sharedFileSystemPath" not in config
 
 
 def test_certificates_are_signed_by_one_ca_and_private(tmp_path):

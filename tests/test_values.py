@@ -452,6 +452,8 @@ def test_namespace_egress_rules_default_to_the_rucio_ports(tmp_path):
 def test_profiles_are_rendered(rendered):
     path, values = rendered
     k8s = load_site(path).kubernetes
+    if len(k8s.profiles) == 1:  # test_one_profile_means_no_spawn_form
+        return
     profiles = values["jupyterhub"]["singleuser"]["profileList"]
     assert [p["display_name"] for p in profiles] == [p.name for p in k8s.profiles]
     assert len({p["slug"] for p in profiles}) == len(profiles)
@@ -465,6 +467,32 @@ def test_profiles_are_rendered(rendered):
         assert override["cpu_guarantee"] <= override["cpu_limit"]
     default = k8s.default_profile
     assert values["jupyterhub"]["singleuser"]["memory"]["limit"] == default.memory
+
+
+def test_one_profile_means_no_spawn_form():
+    """Found on a real node: KubeSpawner renders its spawn form for a profile list of one
+    entry, so after logging in a student stood on /hub/spawn with a single choice
+    instead of getting a server.  One profile is the servers' size and image instead."""
+    data = yaml.safe_load(CLUSTER_EXAMPLE.read_text(encoding="utf-8"))
+    data["kubernetes"]["profiles"] = [
+        {
+            "name": "Only",
+            "cpu": 3,
+            "cpu_guarantee": 0.5,
+            "memory": "6G",
+            "image": {"repository": "registry.example.org/lakehub/other", "tag": "2.0"},
+        }
+    ]
+    singleuser = hv.render_values(parse_site(data), data)["jupyterhub"]["singleuser"]
+    assert "profileList" not in singleuser
+    assert singleuser["cpu"] == {"limit": 3, "guarantee": 0.5}
+    assert singleuser["memory"] == {"limit": "6G", "guarantee": "6G"}
+    assert singleuser["image"] == {"name": "registry.example.org/lakehub/other", "tag": "2.0"}
+    # the sites without profiles get the default one, and no form either
+    del data["kubernetes"]["profiles"]
+    singleuser = hv.render_values(parse_site(data), data)["jupyterhub"]["singleuser"]
+    assert "profileList" not in singleuser
+    assert singleuser["image"]["name"] == "localhost/lakehub/singleuser"
 
 
 def test_a_profile_may_choose_another_image(tmp_path):
