@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import signal
 import statistics
 import sys
@@ -47,6 +46,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.common import Family, claim_stdout, count, terminate
 from localstack.hubclient import signup, user_api_token
 from testkit import hyy
 from testkit.cluster import ADMIN_USER, Lab, LabPorts, public_url, run_make
@@ -241,29 +241,43 @@ def figures(*, rounds: int = 5, pairs: int = 7, events: int = 400_000, emit=None
     return found
 
 
-def _terminate(signum, frame) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
+def cluster_group(args: argparse.Namespace, out) -> None:
+    figures(
+        rounds=args.cluster_rounds,
+        pairs=args.cluster_pairs,
+        events=args.cluster_events,
+        emit=lambda found: out.write(json.dumps(found) + "\n"),
+    )
+
+
+def cluster_arguments(parser: argparse.ArgumentParser) -> None:
+    count(parser, "--cluster-rounds", 5, "logins per hub on the one-node cluster")
+    count(parser, "--cluster-pairs", 7, "H->yy pairs in a pod and on the host")
+    count(parser, "--cluster-events", 400_000, "events per demo file of the cluster lab")
+
+
+FAMILIES = (
+    Family(
+        (
+            "cluster_deploy_s",
+            "cluster_spawn_p50_s",
+            "cluster_spawn_ratio_hooks_vs_vanilla",
+            "cluster_hyy_ratio_vs_host",
+            "cluster_secret_propagation_s",
+        ),
+        cluster_group,
+        cluster_arguments,
+    ),
+)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.cluster", description=__doc__)
-    parser.add_argument("--rounds", type=int, default=5, help="logins per hub (default 5)")
-    parser.add_argument("--pairs", type=int, default=7, help="H->yy pairs (default 7)")
-    parser.add_argument(
-        "--events", type=int, default=400_000, help="events per demo file (default 400000)"
-    )
+    cluster_arguments(parser)
     args = parser.parse_args(argv)
-    # stdout for the figures only: whatever else writes to fd 1 goes to stderr
-    sys.stdout.flush()
-    out = os.fdopen(os.dup(1), "w", buffering=1)
-    os.dup2(2, 1)
-    signal.signal(signal.SIGTERM, _terminate)
-    figures(
-        rounds=args.rounds,
-        pairs=args.pairs,
-        events=args.events,
-        emit=lambda found: out.write(json.dumps(found) + "\n"),
-    )
+    out = claim_stdout()
+    signal.signal(signal.SIGTERM, terminate)
+    cluster_group(args, out)
     out.flush()
     return 0
 
