@@ -25,6 +25,23 @@ ADMIN_SERVICE = "lakehub-admin"  # the local stack's own admin token (make up, t
 DASK_SERVICE = "dask-gateway"  # Dask Gateway (z2jh and the dask-gateway chart use this)
 
 
+# --- courses as JupyterHub groups (courses.membership) -------------------------------------
+
+COURSE_GROUP_PREFIX = "course-"  # course-<name>: the course's students
+INSTRUCTORS_GROUP_SUFFIX = "-instructors"  # course-<name>-instructors: its instructors
+IDP_GROUP_PREFIX = "group:"  # a course member given as an identity provider's group
+
+
+def course_group(course: str) -> str:
+    """The JupyterHub group of a course's students."""
+    return f"{COURSE_GROUP_PREFIX}{course}"
+
+
+def instructors_group(course: str) -> str:
+    """The JupyterHub group of a course's instructors."""
+    return f"{COURSE_GROUP_PREFIX}{course}{INSTRUCTORS_GROUP_SUFFIX}"
+
+
 def access_scope(service: str) -> str:
     """The JupyterHub scope that lets a token call ``service``."""
     return f"access:services!service={service}"

@@ -388,6 +388,22 @@ def _branch(value: str) -> str:
     return value
 
 
+# A course member: a hub username, or an identity provider's group as ``group:<name>``.
+_MEMBER = re.compile(r"^(group:)?[^\s:/]{1,100}$")
+
+
+def _member(value: str) -> str:
+    if not _MEMBER.match(value):
+        raise ValueError(
+            "expected a hub username such as 'alice' or an identity provider's group such"
+            f" as 'group:physics-2y' (no spaces, ':' or '/'), got {value!r}"
+        )
+    return value
+
+
+CourseMember = Annotated[str, AfterValidator(_member)]
+
+
 class Course(_Model):
     """Course material in a git repository (or a folder lakehub turns into one), pulled
     into every student's home with nbgitpuller; see docs/instructors.md."""
@@ -402,6 +418,35 @@ class Course(_Model):
     target: Annotated[str, AfterValidator(_relative_folder)] = Field(
         description="folder in each student's home"
     )
+    students: Literal["everyone"] | list[CourseMember] = Field(
+        "everyone",
+        description="who takes the course: 'everyone' (every hub user), or a list of hub"
+        " usernames and identity-provider groups written 'group:<name>'",
+    )
+    instructors: list[CourseMember] = Field(
+        default_factory=list,
+        description="who teaches it (usernames, 'group:<name>'): they see and help this"
+        " course's students only",
+    )
+    profiles: list[str] = Field(
+        default_factory=list,
+        description="names of the site's profiles this course's members may choose; a"
+        " profile no course names is open to every user",
+    )
+    storage: Quantity | None = Field(
+        None,
+        description="home volume size for a member's new home on a cluster, e.g. '20Gi'"
+        " (a member of several courses gets the largest)",
+    )
+
+    @model_validator(mode="after")
+    def _members_once(self) -> Course:
+        students = [] if self.students == "everyone" else self.students
+        for field, members in (("students", students), ("instructors", self.instructors)):
+            dupes = sorted({m for m in members if members.count(m) > 1})
+            if dupes:
+                raise ValueError(f"{field}: listed more than once: {', '.join(dupes)}")
+        return self
 
     @property
     def is_git_url(self) -> bool:
