@@ -114,7 +114,7 @@ def rucio_ports(site: Site) -> list[int]:
     return sorted(ports)
 
 
-def profile_values(profile: Profile, k8s: Kubernetes) -> dict:
+def profile_values(profile: Profile, site: Site) -> dict:
     """One KubeSpawner profile: a size and, when it says so, another image."""
     override: dict = {
         "cpu_limit": profile.cpu,
@@ -132,7 +132,7 @@ def profile_values(profile: Profile, k8s: Kubernetes) -> dict:
         "description": profile.description or f"{profile.cpu:g} CPU, {profile.memory} memory",
         "kubespawner_override": override,
     }
-    if profile is k8s.default_profile:
+    if profile is site.default_profile:
         entry["default"] = True
     return entry
 
@@ -388,13 +388,13 @@ def token_service_values(site: Site) -> dict:
 def singleuser_values(site: Site) -> dict:
     k8s = site.kubernetes
     assert k8s is not None
-    default = k8s.default_profile
+    default = site.default_profile
     # KubeSpawner shows its spawn form for any profile list, even of one entry: students
     # would have to pick the only choice before every start.  One profile is therefore
     # just the servers' size (and image); the form appears from two profiles on.
     choices = (
-        {"profileList": [profile_values(p, k8s) for p in k8s.profiles]}
-        if len(k8s.profiles) > 1
+        {"profileList": [profile_values(p, site) for p in site.profiles]}
+        if len(site.profiles) > 1
         else {}
     )
     image = k8s.images.singleuser if choices or default.image is None else default.image

@@ -666,7 +666,11 @@ class ProxyService(_Model):
 
 
 class Profile(_Model):
-    """One choice on the spawn page: a size, and optionally another analysis image."""
+    """One choice on the spawn page: a size, and optionally another analysis image.
+
+    On clusters the size is the pod's limits and requests.  A local server gets the
+    limits as the environment variables ``MEM_LIMIT`` and ``CPU_LIMIT`` only (JupyterHub's
+    local spawner enforces neither), and always runs the analysis environment."""
 
     name: str = Field(min_length=1, max_length=60, description="shown on the spawn page")
     description: str = ""
@@ -674,7 +678,9 @@ class Profile(_Model):
     memory: Memory = Field(description="memory limit, e.g. '4G'")
     cpu_guarantee: float | None = Field(None, gt=0, description="default: the limit")
     memory_guarantee: Memory | None = Field(None, description="default: the limit")
-    image: Image | None = Field(None, description="default: kubernetes.images.singleuser")
+    image: Image | None = Field(
+        None, description="clusters only; default: kubernetes.images.singleuser"
+    )
     default: bool = False
 
     @model_validator(mode="after")
@@ -812,10 +818,6 @@ class Kubernetes(_Model):
         None, description="where students open the hub, e.g. https://hub.example.org"
     )
     images: Images = Images()
-    profiles: list[Profile] = Field(
-        default_factory=lambda: [Profile(name="Standard", cpu=2, memory="4G", default=True)],
-        min_length=1,
-    )
     cache_claim: CacheClaim = CacheClaim()
     culling: Culling = Culling()
     egress: list[EgressRule] = Field(default_factory=list)
@@ -855,17 +857,16 @@ class Kubernetes(_Model):
         " chart's token service publishes its public keys through the hub's proxy",
     )
 
-    @model_validator(mode="after")
-    def _profiles_consistent(self) -> Kubernetes:
-        names = [p.name for p in self.profiles]
-        slugs = [p.slug for p in self.profiles]
-        dupes = sorted({n for n, s in zip(names, slugs, strict=True) if slugs.count(s) > 1})
-        if dupes:
-            raise ValueError(f"kubernetes.profiles: names must differ; repeated: {dupes}")
-        defaults = [p.name for p in self.profiles if p.default]
-        if len(defaults) > 1:
-            raise ValueError(f"kubernetes.profiles: at most one default, got {defaults}")
-        return self
+    @model_validator(mode="before")
+    @classmethod
+    def _profiles_moved(cls, data: object) -> object:
+        if isinstance(data, dict) and "profiles" in data:
+            raise ValueError(
+                "kubernetes.profiles: profiles moved to the top level of the site file"
+                " ('profiles:' beside 'courses:'), where the local stack uses them too;"
+                " move the list there unchanged"
+            )
+        return data
 
     @property
     def token_issuer_url(self) -> str | None:
@@ -877,10 +878,6 @@ class Kubernetes(_Model):
             return str(self.public_url).rstrip("/") + "/services/lakehub-issuer"
         return None
 
-    @property
-    def default_profile(self) -> Profile:
-        return next((p for p in self.profiles if p.default), self.profiles[0])
-
 
 class Site(_Model):
     name: str = Field(min_length=1, max_length=80)
@@ -890,6 +887,12 @@ class Site(_Model):
     cache: Cache = Cache()
     notebooks: Notebooks = Notebooks()
     courses: list[Course] = Field(default_factory=list)
+    profiles: list[Profile] = Field(
+        default_factory=lambda: [Profile(name="Standard", cpu=2, memory="4G", default=True)],
+        min_length=1,
+        description="the sizes a user may choose when their server starts; a course's"
+        " 'profiles' reserves some for its members",
+    )
     dask: Dask = Dask()
     local: Local | None = None
     kubernetes: Kubernetes | None = None
@@ -920,6 +923,29 @@ class Site(_Model):
                         f" of course {other.name!r}; each course needs a folder of its own"
                     )
         return self
+
+    @model_validator(mode="after")
+    def _profiles_consistent(self) -> Site:
+        names = [p.name for p in self.profiles]
+        slugs = [p.slug for p in self.profiles]
+        dupes = sorted({n for n, s in zip(names, slugs, strict=True) if slugs.count(s) > 1})
+        if dupes:
+            raise ValueError(f"profiles: names must differ; repeated: {dupes}")
+        defaults = [p.name for p in self.profiles if p.default]
+        if len(defaults) > 1:
+            raise ValueError(f"profiles: at most one default, got {defaults}")
+        for i, course in enumerate(self.courses):
+            unknown = [p for p in course.profiles if p not in names]
+            if unknown:
+                raise ValueError(
+                    f"courses[{i}].profiles: {unknown} not among the site's profiles"
+                    f" ({', '.join(names)}); name a profile of the top-level 'profiles:'"
+                )
+        return self
+
+    @property
+    def default_profile(self) -> Profile:
+        return next((p for p in self.profiles if p.default), self.profiles[0])
 
     @model_validator(mode="after")
     def _oidc_is_for_clusters(self) -> Site:
