@@ -33,6 +33,8 @@ from lakehub.files import write_private
 from sitefile import Site
 from sitefile.state import StackPaths, chp_binary, venv_bin
 from spawner_hooks import dask as dask_hooks
+from spawner_hooks import profiles
+from spawner_hooks.course_folders import LocalCourseFolders
 from spawner_hooks.courses import CourseDelivery
 from spawner_hooks.hooks import HomeDelivery, LakehubHooks
 from spawner_hooks.rucio import AdminCredentials
@@ -49,6 +51,7 @@ ADMIN_SCOPES = [
     "read:servers",
     "tokens",
     "read:hub",
+    "admin:groups",
     CACHE_ACCESS,
 ]
 DASK_PREFIX = service_prefix(DASK_SERVICE)
@@ -174,11 +177,14 @@ def make_hooks(site: Site, paths: StackPaths) -> LakehubHooks:
     )
 
 
-def as_hook(hooks: LakehubHooks):
+def as_hook(hooks: LakehubHooks, *before):
     """A plain function for ``pre_spawn_hook``: traitlets deep-copies config values, and
-    a function is copied by reference while a bound method would drag its object along."""
+    a function is copied by reference while a bound method would drag its object along.
+    ``before``: steps run first (the profile check, the course folders)."""
 
     async def lakehub_pre_spawn_hook(spawner) -> None:
+        for step in before:
+            await step(spawner)
         await hooks.pre_spawn(spawner)
 
     return lakehub_pre_spawn_hook
@@ -252,8 +258,13 @@ def configure(
     c.Spawner.server_token_scopes = server_token_scopes(site)
     c.Spawner.http_timeout = 90
     c.Spawner.start_timeout = 180
+    # profiles: the form lists the user's own; the check refuses any other (spawner_hooks.profiles)
+    c.Spawner.options_form = profiles.options_form(site)
+    c.Spawner.options_from_form = profiles.options_from_form
+    check = profiles.ProfileCheck(site, local=True)
+    folders = LocalCourseFolders(site, paths.shared_courses, paths.system_groups)
     if with_hooks:
-        c.Spawner.pre_spawn_hook = as_hook(make_hooks(site, paths))
+        c.Spawner.pre_spawn_hook = as_hook(make_hooks(site, paths), check, folders)
     if site.dask.enabled:
         # a user's clusters end with their server (and by the gateway's idle timeout)
         stopper = dask_hooks.ClusterStopper(dask_gateway_api(site), DASK_ACCESS)

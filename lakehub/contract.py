@@ -42,6 +42,19 @@ def instructors_group(course: str) -> str:
     return f"{COURSE_GROUP_PREFIX}{course}{INSTRUCTORS_GROUP_SUFFIX}"
 
 
+# a course's shared folder in a member's home (spawner_hooks.course_folders locally,
+# spawner_hooks.kube_courses on clusters), and its handouts inside it
+HANDOUTS_FOLDER = "handouts"  # writable by the course's instructors, read-only to students
+# locally, a course's members (lhc-<name>) and its instructors (lhc-<name>-instructors) are
+# system groups too
+LOCAL_COURSE_GROUP_PREFIX = "lhc-"
+
+
+def course_shared_folder(course: str) -> str:
+    """The folder of a course's members in each member's home: ``course-<name>-shared``."""
+    return f"{COURSE_GROUP_PREFIX}{course}-shared"
+
+
 def access_scope(service: str) -> str:
     """The JupyterHub scope that lets a token call ``service``."""
     return f"access:services!service={service}"
@@ -144,6 +157,7 @@ SITE_CONFIGMAP = "lakehub-site"
 CACHE_CLAIM = "lakehub-cache"  # the shared cache's PersistentVolumeClaim
 CACHE_VOLUME = "lakehub-cache"  # its volume in user and worker pods
 SESSION_VOLUME = "lakehub-session"
+COURSES_VOLUME = "lakehub-courses"  # the courses' shared volume in members' pods
 TOKEN_VOLUME = "lakehub-token"  # noqa: S105  (a volume's name)
 HUB_SECRET = "hub"  # noqa: S105  (z2jh's own Secret: hub.services.<name>.apiToken)
 SESSION_SECRET_SUFFIX = "-lakehub"  # noqa: S105  (<pod name>-lakehub: a server's Secret)

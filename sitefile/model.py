@@ -749,6 +749,25 @@ class CacheClaim(_Model):
         return self
 
 
+class CourseVolume(_Model):
+    """The courses' shared folders on a cluster: one ReadWriteMany volume, a folder per
+    course, mounted only into the pods of that course's members."""
+
+    claim: KubeName | None = Field(
+        None, description="an existing ReadWriteMany PersistentVolumeClaim in the namespace"
+    )
+    nfs: NfsExport | None = Field(None, description="or an NFS export, mounted directly")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> CourseVolume:
+        if (self.claim is None) == (self.nfs is None):
+            raise ValueError(
+                "kubernetes.course_volume: set exactly one of claim (an existing"
+                " ReadWriteMany PersistentVolumeClaim) or nfs (an export)"
+            )
+        return self
+
+
 class Culling(_Model):
     """Stopping idle servers (jupyterhub-idle-culler, run by the z2jh hub)."""
 
@@ -819,6 +838,11 @@ class Kubernetes(_Model):
     )
     images: Images = Images()
     cache_claim: CacheClaim = CacheClaim()
+    course_volume: CourseVolume | None = Field(
+        None,
+        description="where the courses' shared folders live (claim or nfs); without it a"
+        " cluster's courses have no shared folders",
+    )
     culling: Culling = Culling()
     egress: list[EgressRule] = Field(default_factory=list)
     proxy_service: ProxyService = ProxyService()
