@@ -4,11 +4,10 @@
 #   chromium    the browser the browser tests drive (never a downloaded browser)
 #   nodejs/npm  configurable-http-proxy
 #   passwd      useradd/userdel for the per-user accounts of the local stack
-#   acl         setfacl: a course's shared folder keeps new files group-writable
 #   fonts-material-design-icons-iconfont  the Rucio panel's icon font, served by every
 #               student's server (lakehub.jupyter_ext; the single-user image has it too)
 set -euo pipefail
-wanted=(python3.11 python3-venv chromium nodejs npm passwd acl ca-certificates
+wanted=(python3.11 python3-venv chromium nodejs npm passwd ca-certificates
   fonts-material-design-icons-iconfont)
 missing=()
 for pkg in "${wanted[@]}"; do

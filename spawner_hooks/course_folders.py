@@ -3,9 +3,9 @@
 One folder per course under the local state (``<state>/courses/shared/<name>``), owned by
 root and by the course's system group ``lhc-<name>`` with mode ``2770``: members (the
 course's students and instructors) read and write it, nobody else can enter it.  The
-setgid bit gives every new file the course's group, and a default ACL (``setfacl`` from
-Debian's ``acl`` package) keeps new files and folders group-writable whatever the
-member's umask, so what one member creates stays writable by the others.  Inside it,
+setgid bit gives every new file the course's group, and a default ACL keeps new files and
+folders group-writable whatever the member's umask, so what one member creates stays
+writable by the others.  Inside it,
 ``handouts/`` belongs to the instructors' group ``lhc-<name>-instructors`` (mode ``2775``,
 default ACL the same): instructors write it, students read it.
 
@@ -17,7 +17,9 @@ folder (links of courses left are removed).  The server then runs with those gro
 All of it is blocking system work and runs in a thread, never on the hub's event loop.
 
 Members may rename or delete what is in the folder, as in any shared folder; the hub
-recreates ``handouts/`` if it is gone.  Without root (a developer's laptop) every server
+recreates ``handouts/`` if it is gone, moves aside whatever a member put in its place,
+and changes folders through descriptors opened without following links, so a link
+planted there never redirects the hub's changes.  Without root (a developer's laptop) every server
 runs as one account: the folders and links are made, without groups.
 """
 
@@ -28,9 +30,11 @@ import grp
 import hashlib
 import logging
 import os
-import shutil
+import stat
+import struct
 import subprocess
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,10 +106,27 @@ def plan(site: Site, root: Path, hub_groups: Sequence[str]) -> FolderPlan:
 
 # --- the system work (blocking; run in a thread) -------------------------------------------
 
-# the default ACL of the course folder: new entries group-writable, closed to others
-_SHARED_ACL = "u::rwX,g::rwX,o::-"
-# and of handouts: the instructors' group writes, students (others) read
-_HANDOUTS_ACL = "u::rwX,g::rwX,o::rX"
+# A default ACL as the kernel stores it (the xattr ``system.posix_acl_default``, version 2:
+# entries of tag, permissions, id), written through the folder's descriptor: no external
+# tool, and never through a link a member may have put in place of a folder.
+_ACL_VERSION = 2
+_ACL_USER_OBJ, _ACL_GROUP_OBJ, _ACL_OTHER = 0x01, 0x04, 0x20
+_ACL_UNDEFINED_ID = 0xFFFFFFFF
+DEFAULT_ACL_XATTR = "system.posix_acl_default"
+
+
+def default_acl(owner: int, group: int, other: int) -> bytes:
+    """The xattr value of a default ACL with these rwx bits (pure)."""
+    entries = [(_ACL_USER_OBJ, owner), (_ACL_GROUP_OBJ, group), (_ACL_OTHER, other)]
+    return struct.pack("<I", _ACL_VERSION) + b"".join(
+        struct.pack("<HHI", tag, perm, _ACL_UNDEFINED_ID) for tag, perm in entries
+    )
+
+
+# the course folder: new entries group-writable, closed to others (rwx, rwx, ---)
+SHARED_ACL = default_acl(7, 7, 0)
+# handouts: the instructors' group writes, students (others) read (rwx, rwx, r-x)
+HANDOUTS_ACL = default_acl(7, 7, 5)
 
 
 def _run(*argv: str) -> subprocess.CompletedProcess:
@@ -140,20 +161,29 @@ def set_membership(user: str, wanted: set[str], managed: Sequence[str]) -> None:
             raise RuntimeError(f"gpasswd {' '.join(action)} {name} failed: {done.stderr.strip()}")
 
 
-def _set_default_acl(folder: Path, acl: str) -> None:
-    if shutil.which("setfacl") is None:
-        return  # without Debian's acl package new files follow the writer's umask
-    done = _run("setfacl", "-m", acl, "-d", "-m", acl, str(folder))
-    if done.returncode != 0:
-        log.warning("lakehub: setfacl on %s failed: %s", folder, done.stderr.strip())
-
-
-def _ensure_folder(folder: Path, gid: int | None, mode: int, acl: str) -> None:
+def _ensure_folder(folder: Path, gid: int | None, mode: int, acl: bytes) -> None:
+    """A real folder (whatever else is in its place is moved aside) with this group,
+    mode and default ACL, changed through its descriptor only."""
+    try:
+        info = folder.lstat()
+        if not stat.S_ISDIR(info.st_mode):
+            aside = folder.with_name(f"{folder.name}.moved-{int(time.time())}")
+            os.rename(folder, aside)
+            log.warning("lakehub: %s was not a folder; moved it to %s", folder, aside.name)
+    except FileNotFoundError:
+        pass
     folder.mkdir(exist_ok=True)
-    if gid is not None:
-        os.chown(folder, 0, gid, follow_symlinks=False)
-    _set_default_acl(folder, acl)
-    os.chmod(folder, mode)  # after the ACL, which rewrites the permission bits
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        if gid is not None:
+            os.fchown(fd, 0, gid)
+        try:
+            os.setxattr(fd, DEFAULT_ACL_XATTR, acl)
+        except OSError as exc:  # a file system without ACLs: new files follow the umask
+            log.warning("lakehub: no default ACL on %s: %s", folder, exc)
+        os.fchmod(fd, mode)
+    finally:
+        os.close(fd)
 
 
 def ensure_folders(root: Path, folders: Sequence[CourseFolder], isolated: bool) -> None:
@@ -162,9 +192,9 @@ def ensure_folders(root: Path, folders: Sequence[CourseFolder], isolated: bool) 
     os.chmod(root, 0o711)  # noqa: S103  (members traverse it; nobody lists the courses)
     for f in folders:
         gid = grp.getgrnam(f.group).gr_gid if isolated else None
-        _ensure_folder(f.folder, gid, 0o2770, _SHARED_ACL)
+        _ensure_folder(f.folder, gid, 0o2770, SHARED_ACL)
         igid = grp.getgrnam(f.instructors_group).gr_gid if isolated else None
-        _ensure_folder(f.handouts, igid, 0o2775, _HANDOUTS_ACL)
+        _ensure_folder(f.handouts, igid, 0o2775, HANDOUTS_ACL)
 
 
 def link_into_home(home: Path, root: Path, links: Sequence[CourseFolder], owner) -> None:

@@ -203,6 +203,8 @@ class ProfileCheck:
         except ProfileRefused as exc:
             log.warning("lakehub: refused a server for %s: %s", spawner.user.name, exc)
             raise HTTPError(403, str(exc).replace("%", "%%")) from None
+        if requested:  # by its slug, as KubeSpawner looks it up
+            spawner.user_options = {**spawner.user_options, OPTION: profile.slug}
         if self.local:
             apply_local(spawner, profile)
             return

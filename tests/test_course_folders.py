@@ -29,6 +29,7 @@ from spawner_hooks import course_folders as cf
 from spawner_hooks import kube_courses
 from spawner_hooks.local_spawner import system_username
 from testkit.harness import (
+    add_to_group,
     run_in_kernel,
     stack_folder,
     start_stack,
@@ -129,6 +130,38 @@ def test_course_volume_names_exactly_one_source(volume):
         parse_site(site_data(course_volume=volume))
 
 
+def test_new_files_stay_group_writable_and_a_planted_link_is_never_followed(tmp_path):
+    """The folders as the hub makes them (without groups: any account may run this)."""
+    site = parse_site(site_data())
+    root = tmp_path / "shared"
+    p = cf.plan(site, root, [])
+    cf.ensure_folders(root, p.folders, isolated=False)
+    folder = root / COURSE
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o2770
+    assert stat.S_IMODE((folder / "handouts").stat().st_mode) == 0o2775
+    # a member with a strict umask still leaves files the group can write
+    old = os.umask(0o077)
+    try:
+        (folder / "notes.txt").write_text("x")
+        (folder / "plots").mkdir()
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((folder / "notes.txt").stat().st_mode) == 0o660
+    assert stat.S_IMODE((folder / "plots").stat().st_mode) & 0o070 == 0o070
+    # a member puts a link in place of handouts: the hub moves it aside, changes nothing
+    # where it points, and makes a real handouts folder again
+    victim = tmp_path / "victim"
+    victim.mkdir(mode=0o700)
+    (folder / "handouts").rmdir()
+    (folder / "handouts").symlink_to(victim)
+    cf.ensure_folders(root, p.folders, isolated=False)
+    assert stat.S_IMODE(victim.stat().st_mode) == 0o700
+    assert cf.DEFAULT_ACL_XATTR not in os.listxattr(victim)
+    assert (folder / "handouts").is_dir() and not (folder / "handouts").is_symlink()
+    (moved,) = [e for e in folder.iterdir() if e.name.startswith("handouts.moved-")]
+    assert moved.is_symlink()
+
+
 # --- the real hub, real system accounts ----------------------------------------------------
 
 
@@ -155,14 +188,6 @@ def course_stack():
         for instructors in (False, True):
             with pytest.raises(KeyError):
                 grp.getgrnam(cf.system_group(course, instructors))
-
-
-def put_in_group(stack, group: str, users: list[str]) -> None:
-    """What an admin (or the hub from the site file) does: a hub group with members."""
-    r = stack.admin.api("POST", f"/groups/{group}")
-    assert r.status_code in (201, 409), r.text
-    r = stack.admin.api("POST", f"/groups/{group}/users", json={"users": users})
-    assert r.status_code == 200, r.text
 
 
 def in_kernel(stack, user: str, code: str) -> str:
@@ -211,9 +236,9 @@ def test_shared_folder_is_for_the_courses_members_and_handouts_for_its_instructo
     anna, ben, carl, ines = (unique_user(p) for p in ("anna", "ben", "carl", "ines"))
     for user in (anna, ben, carl, ines):
         stack.admin.ensure_user(user)
-    put_in_group(stack, contract.course_group(course), [anna, ben])
-    put_in_group(stack, contract.course_group(other), [carl])  # carl takes another course
-    put_in_group(stack, contract.instructors_group(course), [ines])
+    add_to_group(stack, contract.course_group(course), [anna, ben])
+    add_to_group(stack, contract.course_group(other), [carl])  # carl takes another course
+    add_to_group(stack, contract.instructors_group(course), [ines])
     for user in (anna, ben, carl, ines):
         stack.admin.start_server(user)
 

@@ -22,6 +22,7 @@ from localstack.hubclient import approve_signup, login, signup
 from sitefile import SiteError, parse_site
 from spawner_hooks import profiles
 from testkit.harness import (
+    add_to_group,
     run_in_kernel,
     stack_folder,
     start_stack,
@@ -162,13 +163,6 @@ def profile_stack():
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def put_in_group(stack, group: str, users: list[str]) -> None:
-    r = stack.admin.api("POST", f"/groups/{group}")
-    assert r.status_code in (201, 409), r.text
-    r = stack.admin.api("POST", f"/groups/{group}/users", json={"users": users})
-    assert r.status_code == 200, r.text
-
-
 @pytest.mark.course
 def test_the_hub_offers_and_enforces_each_users_profiles(profile_stack):
     stack, course = profile_stack
@@ -181,7 +175,7 @@ def test_the_hub_offers_and_enforces_each_users_profiles(profile_stack):
     approve_signup(stack.url, admin, admin_password, member)
     for user in (member, outsider):
         stack.admin.ensure_user(user)
-    put_in_group(stack, contract.course_group(course.masters), [member])
+    add_to_group(stack, contract.course_group(course.masters), [member])
 
     # the spawn page as the member sees it: their two profiles, not the other course's
     client = login(stack.url, member, password)
