@@ -329,7 +329,9 @@ def get(plane, path: str) -> tuple[int, dict]:
     return r.status_code, r.json()
 
 
-async def spawn_pod(plane, tmp_path, name: str, groups: list[str], site) -> tuple[dict, dict]:
+async def spawn_pod(
+    plane, tmp_path, name: str, groups: list[str], site, options: dict | None = None
+) -> tuple[dict, dict]:
     """Start ``name``'s server with lakehub's hooks (as the z2jh hub configures them);
     return its pod and home PVC as the apiserver has them, then stop it."""
     from hub_config.kubernetes import configure
@@ -340,6 +342,7 @@ async def spawn_pod(plane, tmp_path, name: str, groups: list[str], site) -> tupl
     user = HubUser(name)
     user.groups = [SimpleNamespace(name=g) for g in groups]
     spawner = new_spawner(config, user)
+    spawner.user_options = options or {}
     try:
         await hub_spawn(spawner)
         pod = get(plane, f"pods/{spawner.pod_name}")[1]
@@ -398,3 +401,37 @@ async def test_only_members_pods_mount_the_course_folder_and_get_its_home_size(
     # a non-member's pod has no course volume, no mount and no init container of it
     assert course_parts(outsider) == ([], [], [])
     assert "courses-rwx" not in json.dumps(outsider)
+
+
+@k8s
+async def test_a_courses_profile_sizes_a_members_pod_and_is_refused_to_others(
+    plane, hub_token, tmp_path
+):
+    from tornado.web import HTTPError
+
+    from testkit.apiserver import stop_reflectors
+
+    data = site_data()
+    data["profiles"] = [
+        {"name": "Standard", "cpu": 1, "memory": "2G", "default": True},
+        {"name": "Large", "cpu": 2, "memory": "6G"},
+    ]
+    data["courses"][1]["profiles"] = ["Large"]
+    site = parse_site(data)
+    large = {"profile": "large"}
+    try:
+        pod, _ = await spawn_pod(
+            plane, tmp_path, "lena", [contract.course_group(OTHER)], site, large
+        )
+        with pytest.raises(HTTPError) as refused:
+            await spawn_pod(plane, tmp_path, "omar", [contract.course_group(COURSE)], site, large)
+    finally:
+        await stop_reflectors()
+    (server,) = [c for c in pod["spec"]["containers"] if c["name"] == "notebook"]
+    assert server["resources"]["limits"]["memory"] == str(6 * 1024**3)
+    assert refused.value.status_code == 403
+    assert f"only for members of the course(s) {OTHER}" in refused.value.log_message
+    # refused before anything was made for the server: no pod, no session Secret
+    assert pod["metadata"]["name"] == "jupyter-lena"  # how the names are made
+    assert get(plane, "pods/jupyter-omar")[0] == 404
+    assert get(plane, f"secrets/{contract.session_secret_name('jupyter-omar')}")[0] == 404
