@@ -60,7 +60,7 @@ course-status: ## which student has which revision of each course (SITE=...)
 
 course-report: envs ## a course's usage as HTML with plots and CSV (COURSE=name|all, SINCE=YYYY-MM-DD, TOKEN_FILE=)
 	@test -n "$(COURSE)" || { echo "usage: make course-report COURSE=<name from the site's courses:>|all [SINCE=2026-09-01]"; exit 2; }
-	@$(DEV_PY) -m courses report --site $(SITE) --course $(COURSE) $(if $(SINCE),--since $(SINCE)) $(if $(TOKEN_FILE),--token-file $(TOKEN_FILE))
+	@$(DEV_PY) -m courses report --site $(SITE) --course $(COURSE) $(if $(SINCE),--since $(SINCE)) $(if $(TOKEN_FILE),--token-file $(TOKEN_FILE)) $(if $(HUB_URL),--hub-url $(HUB_URL))
 
 lint: envs ## ruff
 	@$(LAKEHUB_HOME)/venvs/dev/bin/ruff check .

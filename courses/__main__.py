@@ -18,7 +18,7 @@ from pathlib import Path
 
 from courses.git import CourseError
 from courses.local import push, status_text
-from courses.report import ReportError, run
+from courses.report import ReportError, parse_since, run
 from sitefile import SiteError, load_site
 from sitefile.state import StackPaths
 
@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--since", help="report: count activity from this day (YYYY-MM-DD)")
     parser.add_argument("--token-file", type=Path, help="report: default $JUPYTERHUB_API_TOKEN")
     parser.add_argument("--out", type=Path, default=Path("."), help="report: where to write")
+    parser.add_argument("--hub-url", help="report on clusters: default kubernetes.public_url")
     args = parser.parse_args(argv)
     paths = StackPaths.default()
     try:
@@ -70,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def report_command(site, paths: StackPaths, args) -> int:
+    parse_since(args.since)  # a bad date is reported before anything else
     if not args.course:
         names = ", ".join(c.name for c in site.courses) or "none in the site file"
         print(f"usage: make course-report COURSE=<name>|all  (courses: {names})", file=sys.stderr)
@@ -84,7 +86,10 @@ def report_command(site, paths: StackPaths, args) -> int:
             token = paths.admin_token.read_text().strip()
     if not token:
         raise ReportError("no hub token: set JUPYTERHUB_API_TOKEN or give TOKEN_FILE=")
-    for path in run(site, paths, args.course, token, since=args.since, out=args.out):
+    written = run(
+        site, paths, args.course, token, since=args.since, out=args.out, hub_url=args.hub_url
+    )
+    for path in written:
         print(f"==> wrote {path}")
     return 0
 

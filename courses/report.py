@@ -120,7 +120,8 @@ class Inputs:
     revisions: dict[str, dict] = field(default_factory=dict)  # user -> {"revision", ...}
     numbers: dict[str, int | None] = field(default_factory=dict)  # sha -> revision number
     latest: str | None = None  # the course's published revision
-    edits: dict[str, list[str] | None] = field(default_factory=dict)  # None: unknown
+    # the files edited (locally), or only how many (a pod's report); None: unknown
+    edits: dict[str, list[str] | int | None] = field(default_factory=dict)
     recorded: bool = True  # False where no sessions record exists (clusters)
 
 
@@ -138,7 +139,8 @@ class Row:
     revision: str | None
     revision_number: int | None
     up_to_date: bool | None
-    edited: list[str] | None
+    edited: int | None  # course files changed or added; None: unknown
+    edited_files: list[str] = field(default_factory=list)  # their names, where known
 
 
 @dataclass
@@ -189,6 +191,12 @@ def _day(t: float) -> dt.date:
 MAX_DAYS = 366
 
 
+def _edits(found: list[str] | int | None) -> dict:
+    if isinstance(found, int):
+        return {"edited": found}
+    return {"edited": None if found is None else len(found), "edited_files": list(found or [])}
+
+
 def build(course: str, inputs: Inputs, since: float | None, now: float) -> CourseReport:
     """The report of one course (pure)."""
     wanted = set(inputs.students)
@@ -236,7 +244,7 @@ def build(course: str, inputs: Inputs, since: float | None, now: float) -> Cours
                 revision=sha,
                 revision_number=inputs.numbers.get(sha) if sha else None,
                 up_to_date=(sha == inputs.latest) if sha and inputs.latest else None,
-                edited=inputs.edits.get(name),
+                **_edits(inputs.edits.get(name)),
             )
         )
     return CourseReport(course, since, now, rows, days, per_day, inputs.recorded)
@@ -286,7 +294,7 @@ def render_csv(report: CourseReport) -> str:
                 "revision": r.revision or "",
                 "revision_number": "" if r.revision_number is None else r.revision_number,
                 "up_to_date": {True: "yes", False: "no", None: ""}[r.up_to_date],
-                "edited_files": "" if r.edited is None else len(r.edited),
+                "edited_files": "" if r.edited is None else r.edited,
             }
         )
     return out.getvalue()
@@ -424,7 +432,7 @@ def _row_html(r: Row) -> str:
         revision = f"{r.revision_number} ({revision})"
     state = {True: "latest", False: "behind", None: ""}[r.up_to_date]
     # "?": pulled, but the folder could not be read; empty: nothing pulled yet
-    edited = "" if r.revision is None else "?" if r.edited is None else str(len(r.edited))
+    edited = "" if r.revision is None else "?" if r.edited is None else str(r.edited)
     return (
         "<tr>"
         + "".join(
@@ -438,7 +446,7 @@ def _row_html(r: Row) -> str:
                 _cell(human_bytes(r.cache_bytes) if r.cache_bytes else ""),
                 _cell(", ".join(r.datasets), "text"),
                 _cell(f"{revision} {state}".strip(), "text"),
-                _cell(edited, title="\n".join(r.edited or [])),
+                _cell(edited, title="\n".join(r.edited_files)),
             ]
         )
         + "</tr>"
@@ -617,6 +625,42 @@ def gather_local(hub: Hub, caller: Caller, site: Site, paths: StackPaths, course
     )
 
 
+def gather_cluster(hub: Hub, token: str, caller: Caller, course: Course) -> Inputs:
+    """A cluster's figures: no sessions record there (hours, CPU time and memory are not
+    collected from pods), the revision and the number of edited files from each running
+    server (as `make course-status` asks them), the latest revision from the course's
+    remote."""
+    import asyncio
+
+    from courses.cluster import publish, server_reports
+    from courses.git import CourseError
+
+    students = hub.students(course)
+    wanted = set(students)
+    revisions: dict[str, dict] = {}
+    edits: dict[str, list[str] | int | None] = {}
+    for server in asyncio.run(server_reports(hub.url, token)):
+        state = server.revisions.get(course.name) or {}
+        if server.user in wanted and server.server == "" and state.get("revision"):
+            revisions[server.user] = {"revision": state["revision"]}
+            edits[server.user] = int(state.get("edited") or 0)
+    try:
+        published = publish(course, None)
+        latest, numbers = published.revision, {published.revision: published.number}
+    except CourseError:
+        latest, numbers = None, {}
+    return Inputs(
+        students=students,
+        users={name: hub.user(name) for name in students},
+        cache=hub.cache_usage(course.name, caller.admin),
+        revisions=revisions,
+        numbers=numbers,
+        latest=latest,
+        edits=edits,
+        recorded=False,
+    )
+
+
 def parse_since(text: str | None) -> float | None:
     if not text:
         return None
@@ -648,18 +692,22 @@ def run(
     hub_url: str | None = None,
 ) -> list[Path]:
     """Build and write the reports ``token``'s owner asked for and may see."""
-    if site.local is None:
-        raise ReportError(
-            "the usage report needs the local stack's records (sessions, revisions, the"
-            " students' folders); on clusters it is not available yet (docs/instructors.md)"
-        )
-    hub = Hub(hub_url or f"http://127.0.0.1:{site.local.hub_port}", token)
+    start = parse_since(since)
+    if site.local is not None:
+        hub_url = hub_url or f"http://127.0.0.1:{site.local.hub_port}"
+    else:
+        hub_url = hub_url or str(getattr(site.kubernetes, "public_url", "") or "")
+    if not hub_url:
+        raise ReportError("the site names no kubernetes.public_url; give the hub's URL")
+    hub = Hub(hub_url, token)
     caller = hub.caller()
     by_name = {c.name: c for c in site.courses}
-    start = parse_since(since)
     written: list[Path] = []
     for name in allowed_courses(caller, list(by_name), requested):
-        inputs = gather_local(hub, caller, site, paths, by_name[name])
+        if site.local is not None:
+            inputs = gather_local(hub, caller, site, paths, by_name[name])
+        else:
+            inputs = gather_cluster(hub, token, caller, by_name[name])
         report = build(name, inputs, start, time.time())
         written += write_report(report, out, caller.name)
     return written

@@ -219,3 +219,29 @@ def test_the_cache_tells_each_instructor_only_their_own_students_bytes(report_st
     refused = ask(OTHER_TEACHER, COURSE)
     assert refused.status_code == 403 and "instructors of course lab" in refused.json()["error"]
     assert ask(STUDENTS[0], None).status_code == 403
+
+
+def test_on_a_cluster_the_report_asks_the_running_servers(report_stack, worked):
+    """The cluster path (``gather_cluster``) against this hub: it reads the hub and the
+    servers only through the REST API and the proxy, as on a cluster; the course's source
+    is a folder here, which clusters refuse, so the latest revision stays unknown."""
+    from courses.report import Hub, build, gather_cluster, render_html
+
+    stack, folder = report_stack
+    did, read = worked
+    stack.admin.start_server(STUDENTS[0])
+    try:
+        hub = Hub(stack.url, stack.admin_token)
+        course = next(c for c in stack.site.courses if c.name == COURSE)
+        inputs = gather_cluster(hub, stack.admin_token, hub.caller(), course)
+    finally:
+        stack.admin.stop_server(STUDENTS[0])
+    tip = local_courses.branch_tip(local_courses.mirror(stack.paths, COURSE), "main")
+    assert inputs.students == STUDENTS
+    assert inputs.revisions == {STUDENTS[0]: {"revision": tip}}
+    assert inputs.edits == {STUDENTS[0]: 1}
+    assert inputs.cache[STUDENTS[0]][did]["bytes"] == read
+    report = build(COURSE, inputs, None, time.time())
+    ada = report.rows[0]
+    assert (ada.hours, ada.edited, ada.cache_bytes, ada.up_to_date) == (0, 1, read, None)
+    assert "this site keeps no sessions record" in render_html(report)
