@@ -3,11 +3,13 @@ time and peak memory of each server's processes, appended to the sessions record
 (:mod:`courses.usage`) for the usage report.
 
 It runs in the hub's own event loop.  :func:`install` wraps whatever ``pre_spawn_hook``
-and ``post_stop_hook`` the configuration already has: after the pre-spawn hook, a task
-waits for the spawner's process id (``LocalProcessSpawner`` sets it as it starts the
-server), records the start and samples the server's process tree every few seconds from
-``/proc`` (the kernels and terminals are its children); the post-stop hook ends the task,
-which records the stop with the figures.  Reading ``/proc`` runs in a thread.
+and ``post_stop_hook`` the configuration already has: after the pre-spawn hook the
+server is watched; one sampling task reads ``/proc`` every few seconds (in a thread) for
+all watched servers, finds each one's process id once ``LocalProcessSpawner`` has started
+it, records the start (the process's own start time) and follows the server's process
+tree (the kernels and terminals are its children); the post-stop hook records the stop
+with the figures.  A server whose process ends without the hub stopping it is recorded
+as stopped at the next round.
 
 What the figures are:
 
@@ -45,6 +47,7 @@ class ProcStat:
     ppid: int
     cpu_ticks: int  # utime + stime + cutime + cstime
     rss_pages: int
+    started_ticks: int = 0  # since boot
 
 
 def parse_stat(text: str) -> ProcStat:
@@ -53,10 +56,16 @@ def parse_stat(text: str) -> ProcStat:
     head, _, rest = text.rpartition(")")
     pid = int(head.split("(", 1)[0])
     fields = rest.split()
-    # fields[0] is the state (field 3 of proc(5)); utime is field 14, rss field 24
-    ppid = int(fields[1])
+    # fields[0] is the state (field 3 of proc(5)): utime is field 14, starttime 22, rss 24
     cpu = sum(int(fields[i]) for i in (11, 12, 13, 14))
-    return ProcStat(pid, ppid, cpu, int(fields[21]))
+    return ProcStat(pid, int(fields[1]), cpu, int(fields[21]), int(fields[19]))
+
+
+def boot_time(proc: Path = PROC) -> float:
+    for line in (proc / "stat").read_text().splitlines():
+        if line.startswith("btime "):
+            return float(line.split()[1])
+    raise OSError("no btime line in /proc/stat")
 
 
 def read_stats(proc: Path = PROC) -> dict[int, ProcStat]:
@@ -93,13 +102,34 @@ def tree_figures(stats: dict[int, ProcStat], root: int) -> tuple[float, int] | N
 
 @dataclass
 class _Watch:
+    """One server the collector follows."""
+
+    spawner: object
     session: str
-    stop: asyncio.Event
-    task: asyncio.Task | None = None
+    until: float  # give up waiting for its process after this (monotonic)
+    pid: int = 0  # 0 until the spawner has started the process
+    cpu: float = 0.0
+    peak: int = 0
+    written: float = 0.0  # when the last line was written (monotonic)
+
+    @property
+    def base(self) -> dict:
+        user, server = self.spawner.user.name, self.spawner.name
+        return {"session": self.session, "user": user, "server": server}
+
+    def figures(self, event: str) -> dict:
+        return {
+            **self.base,
+            "event": event,
+            "t": time.time(),
+            "cpu_s": round(self.cpu, 3),
+            "peak_rss": self.peak,
+        }
 
 
 class UsageCollector:
-    """Follows every server the hub starts; one per hub."""
+    """Follows every server the hub starts; one per hub.  One sampling task reads
+    ``/proc`` once per round for all servers, and ends when none is left."""
 
     def __init__(
         self,
@@ -113,26 +143,20 @@ class UsageCollector:
         self.write_every = write_every
         self.read = read
         self.watching: dict[tuple[str, str], _Watch] = {}
+        self.sampler: asyncio.Task | None = None
 
     def watch(self, spawner) -> None:
-        key = (spawner.user.name, spawner.name)
-        old = self.watching.get(key)
-        if old is not None:
-            old.stop.set()
-        w = _Watch(secrets.token_hex(8), asyncio.Event())
-        w.task = asyncio.create_task(self._follow(spawner, w))
-        self.watching[key] = w
+        limit = float(getattr(spawner, "start_timeout", 180) or 180)
+        w = _Watch(spawner, secrets.token_hex(8), time.monotonic() + limit)
+        self.watching[(spawner.user.name, spawner.name)] = w
+        if self.sampler is None or self.sampler.done():
+            self.sampler = asyncio.create_task(self._sample_forever())
 
-    def stopped(self, spawner) -> None:
-        w = self.watching.get((spawner.user.name, spawner.name))
-        if w is not None:
-            w.stop.set()
-
-    async def _wait(self, w: _Watch, seconds: float) -> None:
-        try:
-            await asyncio.wait_for(w.stop.wait(), seconds)
-        except TimeoutError:
-            pass
+    async def stopped(self, spawner) -> None:
+        """The server stopped: record it with its last figures."""
+        w = self.watching.pop((spawner.user.name, spawner.name), None)
+        if w is not None and w.pid:
+            await self._write(w.figures("stop"))
 
     async def _write(self, record: dict) -> None:
         try:
@@ -140,37 +164,40 @@ class UsageCollector:
         except OSError as exc:  # the report loses a line; the server is unaffected
             log.warning("lakehub: cannot record usage in %s: %s", self.record, exc)
 
-    async def _follow(self, spawner, w: _Watch) -> None:
-        user, server = spawner.user.name, spawner.name
-        try:
-            give_up = time.monotonic() + float(getattr(spawner, "start_timeout", 180))
-            while not spawner.pid and not w.stop.is_set():
-                if time.monotonic() > give_up:
-                    return
-                await self._wait(w, min(self.every, 1.0))
-            pid = spawner.pid
-            if not pid:
-                return
-            base = {"session": w.session, "user": user, "server": server}
-            await self._write({**base, "event": "start", "t": time.time()})
-            cpu, peak, written = 0.0, 0, time.monotonic()
-            while not w.stop.is_set() and spawner.pid == pid:
-                figures = tree_figures(await asyncio.to_thread(self.read), pid)
-                if figures is None:
-                    break
-                cpu, peak = max(cpu, figures[0]), max(peak, figures[1])
-                if time.monotonic() - written >= self.write_every:
-                    await self._write({**base, **_figures("sample", cpu, peak)})
-                    written = time.monotonic()
-                await self._wait(w, self.every)
-            await self._write({**base, **_figures("stop", cpu, peak)})
-        finally:
-            if self.watching.get((user, server)) is w:
-                del self.watching[(user, server)]
+    async def _sample_forever(self) -> None:
+        while self.watching:
+            try:
+                await self.sample_once()
+            except Exception:  # never let the hub's loop see this task fail
+                log.exception("lakehub: usage sampling failed")
+            await asyncio.sleep(self.every)
 
-
-def _figures(event: str, cpu: float, peak: int) -> dict:
-    return {"event": event, "t": time.time(), "cpu_s": round(cpu, 3), "peak_rss": peak}
+    async def sample_once(self) -> None:
+        # the process ids first: a process the table was read without is not yet known
+        pids = {key: getattr(w.spawner, "pid", 0) or 0 for key, w in self.watching.items()}
+        stats = await asyncio.to_thread(self.read)
+        now = time.monotonic()
+        for key, pid in pids.items():
+            w = self.watching.get(key)
+            if w is None:  # stopped meanwhile
+                continue
+            if not w.pid:
+                if not pid or pid not in stats:
+                    if now > w.until:  # the spawn never started a process
+                        self.watching.pop(key, None)
+                    continue
+                w.pid, w.written = pid, now
+                t = await asyncio.to_thread(boot_time) + stats[pid].started_ticks / TICKS
+                await self._write({**w.base, "event": "start", "t": t})
+            figures = tree_figures(stats, w.pid)
+            if figures is None or pid != w.pid:  # ended without the hub stopping it
+                self.watching.pop(key, None)
+                await self._write(w.figures("stop"))
+                continue
+            w.cpu, w.peak = max(w.cpu, figures[0]), max(w.peak, figures[1])
+            if now - w.written >= self.write_every:
+                w.written = now
+                await self._write(w.figures("sample"))
 
 
 async def _call(hook, spawner) -> None:
@@ -191,7 +218,7 @@ def install(c, collector: UsageCollector) -> None:
         collector.watch(spawner)
 
     async def lakehub_usage_post_stop_hook(spawner) -> None:
-        collector.stopped(spawner)
+        await collector.stopped(spawner)
         await _call(post, spawner)
 
     c.Spawner.pre_spawn_hook = lakehub_usage_pre_spawn_hook

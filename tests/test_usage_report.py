@@ -4,10 +4,12 @@ real hub and cache service is tests/test_course_report.py."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import datetime as dt
 import io
 import os
+from types import SimpleNamespace
 
 import pytest
 
@@ -24,7 +26,16 @@ from courses.report import (
 )
 from courses.usage import append, read_records, sessions
 from hub_services.cache.usage import UsageLedger
-from spawner_hooks.usage import PAGE, TICKS, ProcStat, parse_stat, read_stats, tree_figures
+from spawner_hooks.usage import (
+    PAGE,
+    TICKS,
+    ProcStat,
+    UsageCollector,
+    boot_time,
+    parse_stat,
+    read_stats,
+    tree_figures,
+)
 
 DAY0 = dt.datetime(2026, 9, 1, tzinfo=dt.UTC).timestamp()
 
@@ -60,7 +71,7 @@ def test_an_unfinished_session_counts_until_now_only_while_its_server_runs():
 def test_proc_stat_with_spaces_and_parentheses_in_the_command():
     line = "4242 (my (odd) proc) S 1 4242 4242 0 -1 4194560 1 0 0 0 30 12 5 3 20 0 1 0 9 1 77"
     stat = parse_stat(line)
-    assert stat == ProcStat(pid=4242, ppid=1, cpu_ticks=30 + 12 + 5 + 3, rss_pages=77)
+    assert stat == ProcStat(4242, 1, cpu_ticks=30 + 12 + 5 + 3, rss_pages=77, started_ticks=9)
 
 
 def test_the_tree_sums_a_server_and_its_kernels_but_not_strangers():
@@ -185,3 +196,45 @@ def test_the_cache_ledger_counts_saves_and_filters(tmp_path):
     broken = UsageLedger(tmp_path / "usage.json")
     broken.load()
     assert broken.view() == {}
+
+
+def test_the_collector_records_a_servers_start_figures_and_stop(tmp_path):
+    """The collector's rounds on a synthetic process table (what /proc would say): the
+    start time is the process's own, a reaped kernel's CPU time stays counted (it moved
+    into the server's cutime), the peak is the largest tree, and a process that vanished
+    without the hub stopping it is recorded as stopped."""
+    record = tmp_path / "sessions.jsonl"
+    table: dict[int, ProcStat] = {}
+
+    def spawner(user: str) -> SimpleNamespace:
+        return SimpleNamespace(user=SimpleNamespace(name=user), name="", pid=0, start_timeout=60)
+
+    async def rounds() -> None:
+        collector = UsageCollector(record, every=3600, write_every=0, read=lambda: dict(table))
+        ada, bob = spawner("ada"), spawner("bob")
+        collector.watch(ada)
+        collector.watch(bob)
+        await collector.sample_once()  # no process yet: nothing recorded
+        assert not record.exists()
+        ada.pid, bob.pid = 10, 20
+        table.update(
+            {
+                10: ProcStat(10, 1, 2 * TICKS, 100, started_ticks=50 * TICKS),
+                11: ProcStat(11, 10, 1 * TICKS, 400),  # a kernel
+                20: ProcStat(20, 1, 1 * TICKS, 10, started_ticks=60 * TICKS),
+            }
+        )
+        await collector.sample_once()
+        del table[11], table[20]  # the kernel exits; bob's server dies on its own
+        table[10] = ProcStat(10, 1, 3 * TICKS, 120, started_ticks=50 * TICKS)
+        await collector.sample_once()
+        await collector.stopped(ada)
+        assert collector.watching == {}
+        collector.sampler.cancel()
+
+    asyncio.run(rounds())
+    found = {s.user: s for s in sessions(read_records(record))}
+    assert found["ada"].start == boot_time() + 50
+    assert (found["ada"].cpu_s, found["ada"].peak_rss) == (3.0, 500 * PAGE)
+    assert found["ada"].end is not None
+    assert found["bob"].end is not None and found["bob"].cpu_s == 1.0
