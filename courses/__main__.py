@@ -89,6 +89,8 @@ def report_command(site, paths: StackPaths, args) -> int:
     written = run(
         site, paths, args.course, token, since=args.since, out=args.out, hub_url=args.hub_url
     )
+    if not written:
+        print("no courses in the site file (add a courses: list; see docs/instructors.md)")
     for path in written:
         print(f"==> wrote {path}")
     return 0
