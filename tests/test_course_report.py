@@ -158,6 +158,8 @@ def test_the_report_shows_who_worked_read_what_and_has_which_revision(report_sta
     assert ada["edited_files"] == "1"  # the notebook the kernel appended to
     assert ada["last_activity"]
     assert float(bob["server_hours"]) == 0 and bob["sessions"] == "0"
+    hub_log = (stack.paths.logs / "hub.log").read_text()
+    assert "usage sampling failed" not in hub_log and "cannot record usage" not in hub_log
     assert bob["cache_bytes"] == "0" and bob["revision"] == ""
 
     page = out / f"course-report-{COURSE}.html"
