@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from courses.local import git_system_config, revisions_file, sources
+from courses.usage import sessions_file
 from hub_config.scopes import CACHE_ACCESS, DASK_ACCESS, server_token_scopes, user_scopes
 from hub_services.cache.config import service_config
 from hub_services.dask_gateway import config as dask_config
@@ -34,6 +35,7 @@ from sitefile import Site
 from sitefile.state import StackPaths, chp_binary, venv_bin
 from spawner_hooks import dask as dask_hooks
 from spawner_hooks import profiles
+from spawner_hooks import usage as usage_hooks
 from spawner_hooks.course_folders import LocalCourseFolders
 from spawner_hooks.courses import CourseDelivery
 from spawner_hooks.hooks import HomeDelivery, LakehubHooks
@@ -269,6 +271,8 @@ def configure(
         # a user's clusters end with their server (and by the gateway's idle timeout)
         stopper = dask_hooks.ClusterStopper(dask_gateway_api(site), DASK_ACCESS)
         c.Spawner.post_stop_hook = dask_hooks.as_hook(stopper)
+    if with_hooks:  # servers' hours, CPU time and peak memory for `make course-report`
+        usage_hooks.install(c, usage_hooks.UsageCollector(sessions_file(paths)))
 
     admin_token = paths.admin_token.read_text().strip()
     config = paths.cache_service / "config.json"
@@ -304,6 +308,8 @@ def configure(
     c.JupyterHub.load_roles = [
         {"name": ADMIN_SERVICE, "scopes": ADMIN_SCOPES, "services": [ADMIN_SERVICE]},
         {"name": "user", "scopes": user_scopes(site)},
+        # the cache service tells an instructor the bytes of their own course's students
+        {"name": CACHE_SERVICE, "scopes": ["read:groups"], "services": [CACHE_SERVICE]},
     ]
 
 

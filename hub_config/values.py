@@ -297,6 +297,12 @@ def hub_values(site: Site, site_data: Mapping) -> dict:
                     "scopes": COURSE_STATUS_SCOPES,
                     "services": [lc.COURSES_SERVICE],
                 },
+                lc.CACHE_SERVICE: {
+                    "description": "the shared cache: which students a course has (its"
+                    " instructors read their bytes served)",
+                    "scopes": ["read:groups"],
+                    "services": [lc.CACHE_SERVICE],
+                },
                 lc.WARM_SERVICE: {
                     "description": "the cache warm-up job: fetch and pin a course's datasets",
                     "scopes": [CACHE_ACCESS, "admin:servers"],

@@ -72,6 +72,7 @@ CACHE_PORT = 8012
 # URL paths
 TOKEN_API_PATH = "/api/token"  # noqa: S105  (the token service's renewal endpoint)
 COURSE_REPORT_PATH = "lakehub/courses"  # under a single-user server's base URL
+CACHE_USAGE_PATH = "api/usage"  # the cache service's bytes served per user and dataset
 
 # where the token service's Rucio tokens come from
 HUB_ISSUER = "hub_issuer"
@@ -92,6 +93,8 @@ COURSES_NOTICE_FILE = "LAKEHUB-COURSES.md"  # a course that could not be pulled
 TOKEN_NOTICE_FILE = "LAKEHUB-TOKEN-NOTICE.md"  # noqa: S105  (a renewal that keeps failing)
 # the hub's record of who pulled which course revision (local stack)
 REVISIONS_FILE = "revisions.json"
+# the hub's append-only record of servers' starts, stops and CPU/memory (local stack)
+SESSIONS_FILE = "sessions.jsonl"
 
 # --- environment variables -----------------------------------------------------------------
 
