@@ -13,7 +13,7 @@ LAKEHUB_CHARTS ?= $(wildcard $(abspath $(CURDIR)/../shared/reference/charts))
 export LAKEHUB_CHARTS
 DEV_PY := $(LAKEHUB_HOME)/venvs/dev/bin/python
 
-.PHONY: help up down clean status test lint bench deps system-deps envs proxy check-site warm-cache push-notebooks course-status
+.PHONY: help up down clean status test lint bench deps system-deps envs proxy check-site warm-cache push-notebooks course-status course-members
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -57,6 +57,10 @@ push-notebooks: envs ## publish a course's next revision to students (COURSE=nam
 
 course-status: ## which student has which revision of each course (SITE=...)
 	@$(DEV_PY) -m courses status --site $(SITE)
+
+course-members: ## who takes a course (COURSE=name ADD=a,b REMOVE=c; INSTRUCTORS=1: its instructors; clusters: HUB_URL=, TOKEN_FILE=)
+	@test -n "$(COURSE)" || { echo "usage: make course-members COURSE=<name> [ADD=a,b] [REMOVE=c] [INSTRUCTORS=1]"; exit 2; }
+	@$(DEV_PY) -m courses.members --site $(SITE) --course $(COURSE) $(if $(ADD),--add $(ADD)) $(if $(REMOVE),--remove $(REMOVE)) $(if $(INSTRUCTORS),--instructors) $(if $(HUB_URL),--hub-url $(HUB_URL)) $(if $(TOKEN_FILE),--token-file $(TOKEN_FILE))
 
 lint: envs ## ruff
 	@$(LAKEHUB_HOME)/venvs/dev/bin/ruff check .

@@ -31,6 +31,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from hub_config import course_access
 from lakehub.contract import (
     CACHE_MOUNT,
     DASK_SERVICE,
@@ -187,6 +188,7 @@ def configure(c, site: Site | None = None, environ: Mapping[str, str] | None = N
         site = load_site(environ.get(ENV_SITE, SITE_MOUNT))
     session = make_session(site, environ)
     session.install(c.KubeSpawner)
+    course_access.configure(c, site)  # groups, instructors' roles, sharing, OIDC groups
     if isinstance(session.hooks, TokenExchangeHooks):
         from spawner_hooks.oidc_refresh import refresh_ahead
 

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from courses.local import git_system_config, revisions_file, sources
+from hub_config import course_access
 from hub_config.scopes import CACHE_ACCESS, DASK_ACCESS, server_token_scopes, user_scopes
 from hub_services.cache.config import service_config
 from hub_services.dask_gateway import config as dask_config
@@ -294,6 +295,7 @@ def configure(
         {"name": ADMIN_SERVICE, "scopes": ADMIN_SCOPES, "services": [ADMIN_SERVICE]},
         {"name": "user", "scopes": user_scopes(site)},
     ]
+    course_access.configure(c, site)  # groups, instructors' roles, sharing
 
 
 def load_from_environment(c) -> None:
