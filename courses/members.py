@@ -13,7 +13,8 @@ start, so a student added before their first login finds the course there.  With
 A site with a ``local:`` section talks to the local stack's hub with its admin token;
 on a cluster give ``--hub-url`` (default: ``kubernetes.public_url``) and a token of an
 admin (``--token-file`` or ``$JUPYTERHUB_API_TOKEN``) with the scopes ``groups``,
-``read:groups`` and ``admin:users`` (to create users it does not know yet).
+``read:groups``, ``admin:groups`` (a course group nobody joined yet) and ``admin:users``
+(users the hub does not know yet).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from lakehub.contract import course_group, instructors_group
 from sitefile import Site, SiteError, load_site
 from sitefile.state import StackPaths
 
-SCOPES = ["groups", "read:groups", "admin:users"]
+SCOPES = ["groups", "read:groups", "admin:groups", "admin:users"]
 
 
 @dataclass

@@ -50,6 +50,10 @@ ADMIN_SCOPES = [
     "read:servers",
     "tokens",
     "read:hub",
+    "admin:groups",  # make course-members, and what it reads
+    "groups",
+    "read:groups",
+    "read:shares",
     CACHE_ACCESS,
 ]
 DASK_PREFIX = service_prefix(DASK_SERVICE)

@@ -20,12 +20,12 @@ import time
 from pathlib import Path
 
 from lakehub.contract import (
-    IDP_GROUP_PREFIX,
     ENV_HOOKS,
     ENV_MOCK_SERVERS,
     ENV_SINGLEUSER_ENV,
     ENV_SITE,
     ENV_STATE,
+    IDP_GROUP_PREFIX,
 )
 from lakehub.files import write_private
 from localstack import procs, rucio_server

@@ -22,7 +22,6 @@ import json
 
 from jupyterhub import orm
 from jupyterhub.apihandlers.base import APIHandler
-from jupyterhub.scopes import needs_scope
 from tornado import web
 
 from courses.groups import ShareRefused, share_target
@@ -40,6 +39,13 @@ class CourseShareHandler(APIHandler):
         self.courses = list(courses)
 
     def _student(self, user_name: str):
+        """The server's owner, once the caller may share for them (JupyterHub's
+        ``needs_scope`` checks scopes when the module loads, before the hub has defined
+        lakehub's custom scope, so the check is made here)."""
+        if self.current_user is None:
+            raise web.HTTPError(403, "a JupyterHub token or login is required")
+        if not self.has_scope(f"{COURSE_SHARE_SCOPE}!user={user_name}"):
+            raise web.HTTPError(403, f"you may not share {user_name}'s servers")
         user = self.find_user(user_name)
         if user is None:
             raise web.HTTPError(404, f"no user {user_name}")
@@ -89,7 +95,6 @@ class CourseShareHandler(APIHandler):
             "scopes": sorted(share.scopes),
         }
 
-    @needs_scope(COURSE_SHARE_SCOPE)
     async def get(self, user_name: str) -> None:
         user = self._student(user_name)
         mine = enrolments(self.courses, _group_names(user.orm_user))
@@ -101,7 +106,6 @@ class CourseShareHandler(APIHandler):
         ]
         self.finish(json.dumps({"courses": courses, "shares": shares}))
 
-    @needs_scope(COURSE_SHARE_SCOPE)
     async def post(self, user_name: str) -> None:
         user = self._student(user_name)
         body = self.get_json_body() or {}
@@ -111,7 +115,6 @@ class CourseShareHandler(APIHandler):
         self.log.info("lakehub: %s shared %r with %s", user_name, spawner.name, target.name)
         self.finish(json.dumps(self._model(share)))
 
-    @needs_scope(COURSE_SHARE_SCOPE)
     async def delete(self, user_name: str) -> None:
         user = self._student(user_name)
         body = self.get_json_body() or {}

@@ -697,11 +697,10 @@ def test_courses_are_pulled_by_nbgitpuller_when_a_pod_starts(tmp_path):
     import subprocess
     from pathlib import PurePosixPath
 
+    from sitefile.state import venv_bin
     from spawner_hooks.courses import course_entries, user_courses
     from spawner_hooks.kube_delivery import KubeSecretDelivery
     from spawner_hooks.session import SessionPaths, session_env
-
-    from sitefile.state import venv_bin
 
     course = tmp_path / "course.git"
     work = tmp_path / "work"
