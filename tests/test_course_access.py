@@ -276,7 +276,11 @@ def test_a_student_shares_only_with_their_courses_instructors(course_hub):
     # ingrid sees the share among the servers shared with her
     with api(stack, hub_token(stack, p.ingrid, ["inherit"])) as hub:
         mine = hub.get(f"/users/{p.ingrid}/shared").json()["items"]
-        assert [s["server"]["user"]["name"] for s in mine] == [p.alice]
+        # twice: to her by name, and to the course's instructors' group she is in
+        assert sorted((s["server"]["user"]["name"], s["kind"]) for s in mine) == [
+            (p.alice, "group"),
+            (p.alice, "user"),
+        ]
     with api(stack, alice) as hub:
         r = hub.request("DELETE", share_url, json={"course": "hyy", "instructor": p.ingrid})
         assert r.status_code == 204
@@ -292,6 +296,9 @@ def test_an_instructor_sees_only_their_students_and_opens_a_shared_notebook(cour
     from testkit.browser import chromium, sign_in
 
     stack, p, _ = course_hub
+    stack.admin.ensure_user(p.carol)
+    r = stack.admin.api("POST", "/groups/course-hyy/users", json={"users": [p.alice, p.carol]})
+    r.raise_for_status()
     stack.admin.start_server(p.alice)
     with api(stack, hub_token(stack, p.alice, ["inherit"])) as hub:
         assert hub.post(f"/lakehub/shares/{p.alice}", json={"course": "hyy"}).status_code == 200
@@ -305,13 +312,22 @@ def test_an_instructor_sees_only_their_students_and_opens_a_shared_notebook(cour
     with chromium() as browser:
         page = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
         sign_in(page, stack.url, p.ingrid, password, next_path="/hub/admin")
-        expect(page.get_by_text(p.alice, exact=True)).to_be_visible(timeout=60_000)
-        expect(page.get_by_text(p.carol, exact=True)).to_be_visible()
-        assert page.get_by_text(p.bob, exact=True).count() == 0
-        assert page.get_by_text(p.olga, exact=True).count() == 0
+        row = lambda name: page.get_by_test_id(f"user-name-div-{name}")  # noqa: E731
+        expect(row(p.alice)).to_be_visible(timeout=60_000)
+        expect(row(p.carol)).to_be_visible()
+        for outsider in (p.bob, p.olga):
+            assert row(outsider).count() == 0
+            assert page.get_by_text(outsider).count() == 0
         page.screenshot(path=str(ARTIFACTS / "course-instructor-admin.png"))
 
         page.goto(f"{stack.url}/user/{p.alice}/lab/tree/course-hyy/{NOTEBOOK}")
+        # someone else's server: JupyterHub asks the instructor to confirm, once
+        authorize = page.get_by_role("button", name="Authorize")
+        lab_or_consent = page.locator(".jp-NotebookPanel").or_(authorize)
+        expect(lab_or_consent.first).to_be_visible(timeout=120_000)
+        if authorize.count():
+            page.screenshot(path=str(ARTIFACTS / "course-instructor-consent.png"))
+            authorize.click()
         heading = page.locator(".jp-NotebookPanel").get_by_role("heading", name="hyy")
         expect(heading).to_be_visible(timeout=120_000)
         assert f"/user/{p.alice}/lab" in page.url

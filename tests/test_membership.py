@@ -177,3 +177,43 @@ def test_a_spawn_pulls_only_the_users_courses():
         "masters",
         "welcome",
     ]
+
+
+def test_one_configure_gives_native_sites_load_groups_and_oidc_sites_the_login_sync():
+    """What hub_config.course_access.configure puts into a hub's traitlets config (both
+    hub_config.local and hub_config.kubernetes call it)."""
+    from pathlib import Path
+
+    from traitlets.config import Config
+
+    from hub_config.course_access import AUTHENTICATOR_CLASS, configure
+    from sitefile import load_site
+
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    native = load_site(examples / "site.cluster-native.yaml").model_copy(update={"courses": ALL})
+    oidc = load_site(examples / "site.cluster.yaml").model_copy(update={"courses": ALL})
+
+    c = Config()
+    c.JupyterHub.load_roles = [{"name": "user", "scopes": ["self"]}]
+    configure(c, native)
+    assert c.JupyterHub.load_groups["course-hyy"] == {"users": ["alice"]}
+    assert [r["name"] for r in c.JupyterHub.load_roles][1:] == [
+        "lakehub-course-hyy-instructors",
+        "lakehub-course-masters-instructors",
+        "lakehub-course-welcome-instructors",
+    ]
+    assert "custom:lakehub:course-share" in c.JupyterHub.custom_scopes
+    assert c.JupyterHub.extra_handlers[0][0] == "/api/lakehub/shares/(?P<user_name>[^/]+)"
+
+    c = Config()
+    c.JupyterHub.load_roles = []
+    configure(c, oidc)
+    assert "load_groups" not in c.JupyterHub  # JupyterHub refuses it beside manage_groups
+    assert c.JupyterHub.authenticator_class == AUTHENTICATOR_CLASS
+    assert c.LakehubOAuthenticator.manage_groups is True
+    assert c.LakehubOAuthenticator.auth_state_groups_key == "oauth_user.groups"
+    assert [x["name"] for x in c.LakehubOAuthenticator.lakehub_courses] == [
+        "hyy",
+        "masters",
+        "welcome",
+    ]
