@@ -13,7 +13,7 @@ LAKEHUB_CHARTS ?= $(wildcard $(abspath $(CURDIR)/../shared/reference/charts))
 export LAKEHUB_CHARTS
 DEV_PY := $(LAKEHUB_HOME)/venvs/dev/bin/python
 
-.PHONY: help up down clean status test lint bench deps system-deps envs proxy check-site warm-cache push-notebooks course-status course-report
+.PHONY: help up down clean status test lint bench deps system-deps envs proxy check-site warm-cache push-notebooks course-status course-members course-report
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -61,6 +61,9 @@ course-status: ## which student has which revision of each course (SITE=...)
 course-report: envs ## a course's usage as HTML with plots and CSV (COURSE=name|all, SINCE=YYYY-MM-DD, TOKEN_FILE=)
 	@test -n "$(COURSE)" || { echo "usage: make course-report COURSE=<name from the site's courses:>|all [SINCE=2026-09-01]"; exit 2; }
 	@$(DEV_PY) -m courses report --site $(SITE) --course $(COURSE) $(if $(SINCE),--since $(SINCE)) $(if $(TOKEN_FILE),--token-file $(TOKEN_FILE)) $(if $(HUB_URL),--hub-url $(HUB_URL))
+course-members: ## who takes a course (COURSE=name ADD=a,b REMOVE=c; INSTRUCTORS=1: its instructors; clusters: HUB_URL=, TOKEN_FILE=)
+	@test -n "$(COURSE)" || { echo "usage: make course-members COURSE=<name> [ADD=a,b] [REMOVE=c] [INSTRUCTORS=1]"; exit 2; }
+	@$(DEV_PY) -m courses.members --site $(SITE) --course $(COURSE) $(if $(ADD),--add $(ADD)) $(if $(REMOVE),--remove $(REMOVE)) $(if $(INSTRUCTORS),--instructors) $(if $(HUB_URL),--hub-url $(HUB_URL)) $(if $(TOKEN_FILE),--token-file $(TOKEN_FILE))
 
 lint: envs ## ruff
 	@$(LAKEHUB_HOME)/venvs/dev/bin/ruff check .

@@ -33,6 +33,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from hub_config import course_access
 from lakehub.contract import (
     CACHE_MOUNT,
     DASK_SERVICE,
@@ -198,6 +199,7 @@ def configure(c, site: Site | None = None, environ: Mapping[str, str] | None = N
     if len(site.profiles) > 1:  # one profile: no form (the chart's values size the pods)
         c.KubeSpawner.profile_list = kube_profile_list(site)
     session.install(c.KubeSpawner)
+    course_access.configure(c, site)  # groups, instructors' roles, sharing, OIDC groups
     if isinstance(session.hooks, TokenExchangeHooks):
         from spawner_hooks.oidc_refresh import refresh_ahead
 

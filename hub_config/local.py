@@ -15,6 +15,7 @@ from pathlib import Path
 
 from courses.local import git_system_config, revisions_file, sources
 from courses.usage import sessions_file
+from hub_config import course_access
 from hub_config.scopes import CACHE_ACCESS, DASK_ACCESS, server_token_scopes, user_scopes
 from hub_services.cache.config import service_config
 from hub_services.dask_gateway import config as dask_config
@@ -53,7 +54,10 @@ ADMIN_SCOPES = [
     "read:servers",
     "tokens",
     "read:hub",
-    "admin:groups",
+    "admin:groups",  # make course-members, and what it reads
+    "groups",
+    "read:groups",
+    "read:shares",
     CACHE_ACCESS,
 ]
 DASK_PREFIX = service_prefix(DASK_SERVICE)
@@ -311,6 +315,7 @@ def configure(
         # the cache service tells an instructor the bytes of their own course's students
         {"name": CACHE_SERVICE, "scopes": ["read:groups"], "services": [CACHE_SERVICE]},
     ]
+    course_access.configure(c, site)  # groups, instructors' roles, sharing
 
 
 def load_from_environment(c) -> None:

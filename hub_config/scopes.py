@@ -2,17 +2,25 @@
 
 JupyterHub's defaults (a user's own things; a server's activity and access to itself)
 plus lakehub's services: the shared cache, the token service and, when the site has one,
-the Dask Gateway.
+the Dask Gateway; and sharing one's own server with one's courses' instructors
+(``hub_config.course_access``).
 """
 
 from __future__ import annotations
 
-from lakehub.contract import CACHE_SERVICE, DASK_SERVICE, ISSUER_SERVICE, access_scope
+from lakehub.contract import (
+    CACHE_SERVICE,
+    COURSE_SHARE_SCOPE,
+    DASK_SERVICE,
+    ISSUER_SERVICE,
+    access_scope,
+)
 from sitefile import Site
 
 CACHE_ACCESS = access_scope(CACHE_SERVICE)
 TOKEN_ACCESS = access_scope(ISSUER_SERVICE)
 DASK_ACCESS = access_scope(DASK_SERVICE)
+COURSE_SHARE = f"{COURSE_SHARE_SCOPE}!user"
 
 
 def service_scopes(site: Site) -> list[str]:
@@ -22,9 +30,14 @@ def service_scopes(site: Site) -> list[str]:
 
 def user_scopes(site: Site) -> list[str]:
     """The ``user`` role."""
-    return ["self", *service_scopes(site)]
+    return ["self", COURSE_SHARE, *service_scopes(site)]
 
 
 def server_token_scopes(site: Site) -> list[str]:
     """A session's ``$JUPYTERHUB_API_TOKEN``."""
-    return ["users:activity!user", "access:servers!server", *service_scopes(site)]
+    return [
+        "users:activity!user",
+        "access:servers!server",
+        COURSE_SHARE,
+        *service_scopes(site),
+    ]

@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from courses.cluster import SCOPES as COURSE_STATUS_SCOPES
+from hub_config import course_access
 from hub_config.scopes import CACHE_ACCESS, server_token_scopes, user_scopes
 from hub_services.cache.config import service_config
 from lakehub import contract as lc
@@ -43,8 +44,6 @@ from sitefile import (
     memory_bytes,
     read,
 )
-from spawner_hooks.courses import course_entries
-from spawner_hooks.kube_delivery import kubespawner_literal
 from spawner_hooks.kube_volumes import cache_volume, cache_volume_mount
 from spawner_hooks.profiles import kubespawner_profile
 from spawner_hooks.session import DaskGateway, dask_gateway_env
@@ -178,7 +177,8 @@ def authenticator_config(site: Site) -> dict:
             oauth["auth_state_groups_key"] = f"oauth_user.{auth.groups_claim}"
             oauth["allowed_groups"] = list(auth.allowed_groups)
         return {
-            "JupyterHub": {"authenticator_class": "generic-oauth"},
+            # GenericOAuthenticator that keeps hand-added course groups (course_access)
+            "JupyterHub": {"authenticator_class": course_access.AUTHENTICATOR_CLASS},
             "Authenticator": {
                 "admin_users": list(auth.admin_users),
                 "allow_all": auth.allow_all,
@@ -397,7 +397,6 @@ def singleuser_values(site: Site) -> dict:
         },
         "extraEnv": {
             lc.ENV_CACHE_URL: cache_url(),
-            **course_env(site),
             **dask_session_env(site),
         },
         **course_values(site),
@@ -414,18 +413,12 @@ def singleuser_values(site: Site) -> dict:
 def course_values(site: Site) -> dict:
     """Course material pulled by nbgitpuller when a user pod starts: the postStart hook
     runs the same code as the local stack's spawn (``lakehub.courses``) on the courses
-    in ``$LAKEHUB_COURSES``."""
+    in ``$LAKEHUB_COURSES``, which the spawn hook sets per user: only their courses
+    (``spawner_hooks.courses.user_courses``)."""
     if not site.courses:
         return {}
     command = ["python3", "-m", "lakehub.courses", "--pod"]
     return {"lifecycleHooks": {"postStart": {"exec": {"command": command}}}}
-
-
-def course_env(site: Site) -> dict[str, str]:
-    """The courses a session has (the pull above and lakehub's revision report)."""
-    if not site.courses:
-        return {}
-    return {lc.ENV_COURSES: kubespawner_literal(json.dumps(course_entries(site.courses)))}
 
 
 def jupyterhub_values(site: Site, site_data: Mapping) -> dict:

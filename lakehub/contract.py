@@ -32,6 +32,12 @@ INSTRUCTORS_GROUP_SUFFIX = "-instructors"  # course-<name>-instructors: its inst
 IDP_GROUP_PREFIX = "group:"  # a course member given as an identity provider's group
 
 
+# a student shares their running server with a course's instructors through the hub's
+# own API (spawner_hooks.course_share): POST {hub API}/lakehub/shares/<user> {"course": ...}
+COURSE_SHARE_SCOPE = "custom:lakehub:course-share"  # given as !user to users and sessions
+COURSE_SHARE_API = "lakehub/shares"  # under the hub's API URL (/hub/api/)
+
+
 def course_group(course: str) -> str:
     """The JupyterHub group of a course's students."""
     return f"{COURSE_GROUP_PREFIX}{course}"

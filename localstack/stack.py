@@ -25,6 +25,7 @@ from lakehub.contract import (
     ENV_SINGLEUSER_ENV,
     ENV_SITE,
     ENV_STATE,
+    IDP_GROUP_PREFIX,
     LOCAL_COURSE_GROUP_PREFIX,
 )
 from lakehub.files import write_private
@@ -161,7 +162,8 @@ def start_hub(
 
 
 def ensure_demo_logins(site: Site, paths: StackPaths) -> list[str]:
-    """Sign up the site's first admin and a demo student once; passwords in a 0600 file."""
+    """Sign up the site's first admin, a demo student and the courses' instructors named
+    in the site file once; passwords in a 0600 file."""
     assert site.local is not None
     if paths.demo_logins.exists():
         return [line.split(":", 1)[0] for line in paths.demo_logins.read_text().splitlines()]
@@ -172,10 +174,16 @@ def ensure_demo_logins(site: Site, paths: StackPaths) -> list[str]:
     student_password = secrets.token_urlsafe(12)
     signup(base, DEMO_STUDENT, student_password)
     approve_signup(base, admin, admin_password, DEMO_STUDENT)
-    hub = HubAdmin(base, paths.admin_token.read_text().strip())
-    for name in (admin, DEMO_STUDENT):
-        hub.ensure_user(name)  # so they show in the admin panel before their first login
     lines = [f"{admin}:{admin_password}", f"{DEMO_STUDENT}:{student_password}"]
+    listed = [n for c in site.courses for n in c.instructors if not n.startswith(IDP_GROUP_PREFIX)]
+    for name in dict.fromkeys(n for n in listed if n not in (admin, DEMO_STUDENT)):
+        password = secrets.token_urlsafe(12)
+        signup(base, name, password)
+        approve_signup(base, admin, admin_password, name)
+        lines.append(f"{name}:{password}")
+    hub = HubAdmin(base, paths.admin_token.read_text().strip())
+    for line in lines:  # so they show in the admin panel before their first login
+        hub.ensure_user(line.split(":", 1)[0])
     write_private(paths.demo_logins, "\n".join(lines) + "\n")
     return [line.split(":", 1)[0] for line in lines]
 

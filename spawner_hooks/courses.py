@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from courses.local import save_revisions
+from courses.membership import enrolments
 from lakehub.courses import pull_request, short_reason
 from sitefile import Course
 from spawner_hooks.as_owner import ChildFailed, run_as_owner
@@ -33,6 +34,21 @@ def course_entries(courses: Sequence[Course]) -> list[dict[str, str]]:
     return [
         {"name": c.name, "target": c.target, "repo": c.source, "branch": c.branch} for c in courses
     ]
+
+
+def hub_groups(user) -> list[str]:
+    """The names of a hub user's groups (none for a user object without groups)."""
+    return [g.name for g in getattr(user, "groups", None) or ()]
+
+
+def user_courses(
+    site_courses: Sequence[Course], available: Sequence[Course], groups: Sequence[str]
+) -> list[Course]:
+    """The courses a user receives, from ``available`` (the site's courses as this hub
+    pulls them), decided by their hub groups (:func:`courses.membership.enrolments`).
+    A course they left is not among them: their copy stays, no update reaches it."""
+    mine = {e.name for e in enrolments(site_courses, groups)}
+    return [c for c in available if c.name in mine]
 
 
 class CourseDelivery:
@@ -53,8 +69,9 @@ class CourseDelivery:
         self.timeout = timeout
         self._lock = asyncio.Lock()
 
-    def request(self, home: str) -> dict:
-        return pull_request(course_entries(self.courses), home, str(self.gitpuller), self.timeout)
+    def request(self, home: str, courses: Sequence[Course] | None = None) -> dict:
+        chosen = self.courses if courses is None else courses
+        return pull_request(course_entries(chosen), home, str(self.gitpuller), self.timeout)
 
     def child_env(self, home: str) -> dict[str, str]:
         path = os.pathsep.join([str(self.gitpuller.parent), "/usr/local/bin", "/usr/bin", "/bin"])
@@ -68,18 +85,20 @@ class CourseDelivery:
             **self.env,
         }
 
-    async def pull(self, spawner) -> dict[str, dict]:
-        """Pull every course into the home; never raises (a spawn must not fail here)."""
-        if not self.courses:
+    async def pull(self, spawner, courses: Sequence[Course] | None = None) -> dict[str, dict]:
+        """Pull ``courses`` (by default all of this delivery's) into the home; never
+        raises (a spawn must not fail here)."""
+        courses = self.courses if courses is None else list(courses)
+        if not courses:
             return {}
         username = spawner.user.name
         try:
             reply = await run_as_owner(
                 spawner,
                 "lakehub.courses",
-                self.request(spawner.home_dir),
+                self.request(spawner.home_dir, courses),
                 env=self.child_env(spawner.home_dir),
-                limit_s=self.timeout * len(self.courses) + 30,
+                limit_s=self.timeout * len(courses) + 30,
             )
             results = reply["courses"]
         except ChildFailed as exc:

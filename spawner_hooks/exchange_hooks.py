@@ -48,4 +48,4 @@ class TokenExchangeHooks(SessionHooks):
         except TokenExchangeFailed as exc:
             log.warning("lakehub: Rucio token for %s: %s", username, exc)
             problems.append(f"Rucio token: {exc}")
-        return self.bundle(paths, account, token, expires, problems)
+        return self.bundle(paths, account, token, expires, problems, self.courses_of(spawner))

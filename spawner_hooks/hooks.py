@@ -14,14 +14,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from lakehub import contract
 from sitefile import Site
+from sitefile.model import Course
 from spawner_hooks import notebooks, session
 from spawner_hooks.as_owner import ChildFailed, run_as_owner
-from spawner_hooks.courses import CourseDelivery, course_entries
+from spawner_hooks.courses import CourseDelivery, course_entries, hub_groups, user_courses
 from spawner_hooks.names import rucio_account
 from spawner_hooks.rucio import (
     AccountCollision,
@@ -59,11 +61,11 @@ def assemble_bundle(
     cache_url: str | None = None,
     token_url: str | None = None,
     dask: session.DaskGateway | None = None,
-    courses: CourseDelivery | None = None,
+    courses: Sequence[Course] = (),
 ) -> SessionBundle:
     """The bundle from its parts, with the shared builders (pure); both token sources
-    (the hub's issuer, the OIDC exchange) end here.  The session's courses are those the
-    spawn pulls (``courses``: the local mirrors) or else the site's own."""
+    (the hub's issuer, the OIDC exchange) end here.  ``courses``: the user's courses
+    (:meth:`SessionHooks.courses_of`)."""
     return SessionBundle(
         account=account,
         token=token,
@@ -75,7 +77,7 @@ def assemble_bundle(
             paths,
             cache_url=cache_url,
             token_url=token_url,
-            courses=course_entries(courses.courses if courses else site.courses),
+            courses=course_entries(courses),
             dask=dask,
         ),
         problems=problems,
@@ -175,6 +177,7 @@ class SessionHooks:
         token: str | None,
         expires: int | None,
         problems: list[str],
+        courses: Sequence[Course] = (),
     ) -> SessionBundle:
         return assemble_bundle(
             self.site,
@@ -187,8 +190,13 @@ class SessionHooks:
             cache_url=self.cache_url,
             token_url=self.token_url,
             dask=self.dask,
-            courses=self.courses,
+            courses=courses,
         )
+
+    def courses_of(self, spawner) -> list[Course]:
+        """The spawning user's courses, by their hub groups, as this hub pulls them."""
+        available = self.courses.courses if self.courses else self.site.courses
+        return user_courses(self.site.courses, available, hub_groups(spawner.user))
 
     async def build(self, spawner, paths: session.SessionPaths) -> SessionBundle:
         raise NotImplementedError
@@ -199,7 +207,7 @@ class SessionHooks:
         # Course material (nbgitpuller), once the home exists and before the server
         # starts; it never raises: a failed pull leaves a note in the home instead.
         if self.courses is not None:
-            await self.courses.pull(spawner)
+            await self.courses.pull(spawner, self.courses_of(spawner))
 
 
 class LakehubHooks(SessionHooks):
@@ -267,7 +275,7 @@ class LakehubHooks(SessionHooks):
         now = int(self.clock())
         token = await asyncio.to_thread(self.issuer.mint, username, now)
         expires = now + self.issuer.lifetime
-        return self.bundle(paths, account, token, expires, problems)
+        return self.bundle(paths, account, token, expires, problems, self.courses_of(spawner))
 
 
 async def deliver(delivery, spawner, bundle: SessionBundle) -> None:

@@ -39,3 +39,12 @@ def chromium() -> Iterator:
             yield browser
         finally:
             browser.close()
+
+
+def sign_in(page, hub_url: str, username: str, password: str, next_path: str = "") -> None:
+    """Fill the hub's login form (``/hub/login``, then ``next_path`` if given)."""
+    query = f"?next={next_path}" if next_path else ""
+    page.goto(f"{hub_url}/hub/login{query}")
+    page.fill("#username_input", username)
+    page.fill("#password_input", password)
+    page.click("#login_submit")

@@ -3,7 +3,8 @@
 ``scripts/ensure-keycloak.sh`` fetches the server distribution once; :class:`Keycloak`
 starts it in development mode with an in-memory database (nothing is written but its
 log), creates the realm of ``tests/data/keycloak-realm.json`` through the admin API (the
-hub's OAuth client with standard token exchange on, the ``rucio`` audience, one student)
+hub's OAuth client with standard token exchange on, the ``rucio`` audience, a ``groups``
+claim, one student in the group ``year2``)
 and stops it by its process group.  Every secret in the realm is made here, at random.
 """
 
@@ -106,6 +107,21 @@ class Keycloak:
     def endpoint(self, name: str) -> str:
         return f"{self.issuer}/protocol/openid-connect/{name}"
 
+    def hub_oauth(self, hub_url: str, auth_refresh_age: int) -> dict:
+        """GenericOAuthenticator's settings for a hub at ``hub_url`` logging in here
+        (``testkit.minihub``'s ``generic_oauth``)."""
+        return {
+            "client_id": self.client_id,
+            "client_secret": self.client_secret,
+            "authorize_url": self.endpoint("auth"),
+            "token_url": self.endpoint("token"),
+            "userdata_url": self.endpoint("userinfo"),
+            "username_claim": "preferred_username",
+            "scope": ["openid", "profile", "email"],
+            "oauth_callback_url": f"{hub_url}/hub/oauth_callback",
+            "auth_refresh_age": auth_refresh_age,
+        }
+
     def admin(self) -> httpx.Client:
         r = httpx.post(
             f"{self.base}/realms/master/protocol/openid-connect/token",
@@ -156,6 +172,17 @@ class Keycloak:
         with self.admin() as api:
             (user,) = api.get(f"/{REALM}/users", params={"username": self.username}).json()
             return user["id"]
+
+    def set_groups(self, names: list[str]) -> None:
+        """Make the student a member of exactly these groups of the realm (the
+        ``groups`` claim of their next login)."""
+        uid = self.user_id()
+        with self.admin() as api:
+            ids = {g["name"]: g["id"] for g in api.get(f"/{REALM}/groups").json()}
+            for group in api.get(f"/{REALM}/users/{uid}/groups").json():
+                api.delete(f"/{REALM}/users/{uid}/groups/{group['id']}").raise_for_status()
+            for name in names:
+                api.put(f"/{REALM}/users/{uid}/groups/{ids[name]}").raise_for_status()
 
     def end_sessions(self) -> None:
         """Log the student out everywhere: their refresh tokens stop working."""

@@ -37,3 +37,8 @@ if params.get("lakehub_refresh_ahead"):  # what hub_config.kubernetes sets on OI
     c.GenericOAuthenticator.refresh_user_hook = refresh_ahead
 c.JupyterHub.services = params["services"]
 c.JupyterHub.load_roles = params["roles"]
+if params.get("lakehub_site"):  # courses as the site's hub has them (hub_config.course_access)
+    from hub_config.course_access import configure
+    from sitefile import load_site
+
+    configure(c, load_site(params["lakehub_site"]))

@@ -184,6 +184,19 @@ def test_the_report_shows_who_worked_read_what_and_has_which_revision(report_sta
         tab.screenshot(path=str(ARTIFACTS / "course-report.png"), full_page=True)
 
 
+def test_an_instructor_builds_their_own_courses_report(report_stack, worked):
+    stack, folder = report_stack
+    did, read = worked
+    mine = hub_token(stack, TEACHER, ["inherit"])
+    done = run_report(stack, folder / "teacher", COURSE, token=mine)
+    assert done.returncode == 0, done.stderr
+    with (folder / "teacher" / f"course-report-{COURSE}.csv").open() as f:
+        rows = {r["student"]: r for r in csv.DictReader(f)}
+    assert sorted(rows) == STUDENTS
+    assert int(rows[STUDENTS[0]]["cache_bytes"]) == read
+    assert rows[STUDENTS[0]]["last_activity"]
+
+
 def test_an_instructor_of_another_course_and_a_student_are_refused(report_stack, worked):
     stack, folder = report_stack
     other = hub_token(stack, OTHER_TEACHER, ["inherit"])

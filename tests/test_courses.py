@@ -316,6 +316,7 @@ def test_student_pulls_through_an_nbgitpuller_link(course_stack):
 
     from localstack.hubclient import approve_signup, signup
     from testkit.browser import launch as launch_chromium
+    from testkit.browser import sign_in
 
     stack, source = course_stack
     publish(stack, source, REV2)
@@ -331,10 +332,7 @@ def test_student_pulls_through_an_nbgitpuller_link(course_stack):
         browser = launch_chromium(pw)
         try:
             page = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
-            page.goto(f"{stack.url}/hub/login")
-            page.fill("#username_input", student)
-            page.fill("#password_input", password)
-            page.click("#login_submit")
+            sign_in(page, stack.url, student, password)
             expect(page.locator(".jp-LauncherCard").first).to_be_visible(timeout=120_000)
             assert course_files(stack.home(student)) == REV2  # pulled at spawn
 

@@ -630,6 +630,20 @@ def test_hub_versions_are_the_hub_lock(hub_host):
     assert reported <= allowed, reported - allowed
 
 
+def test_hub_and_sessions_run_jupyterhub_past_the_5_5_1_security_release(hub_host, su_host):
+    """Filtered instructor roles (GHSA-69wv-m5fw-2fhp) and sharing (GHSA-c4gm-pwx9-9w8j)
+    were fixed in 5.5.1; z2jh 4.4.0's base carries 5.5.0, so the hub image must upgrade
+    it, and the analysis image's single-user side must be as new."""
+    from packaging.version import Version
+
+    for host, command in (
+        (hub_host, "jupyterhub --version"),
+        (su_host, "jupyterhub-singleuser --version"),
+    ):
+        version = Version(host.check_output(command))
+        assert version >= Version("5.5.1") and version.major == 5, (command, version)
+
+
 def test_hub_base_is_the_z2jh_lock(hub_stack):
     """The hub's base (k8s-hub:4.4.0, or hub-base built here) holds exactly z2jh 4.4.0's
     Python lock and the Debian packages of its Dockerfile."""

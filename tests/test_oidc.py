@@ -61,17 +61,7 @@ def oidc():
     ]
     hub.login = {
         "authenticator_class": "generic-oauth",
-        "generic_oauth": {
-            "client_id": kc.client_id,
-            "client_secret": kc.client_secret,
-            "authorize_url": kc.endpoint("auth"),
-            "token_url": kc.endpoint("token"),
-            "userdata_url": kc.endpoint("userinfo"),
-            "username_claim": "preferred_username",
-            "scope": ["openid", "profile", "email"],
-            "oauth_callback_url": f"{hub.url}/hub/oauth_callback",
-            "auth_refresh_age": 5,
-        },
+        "generic_oauth": kc.hub_oauth(hub.url, auth_refresh_age=5),
         "lakehub_refresh_ahead": True,
     }
     try:

@@ -974,10 +974,15 @@ def test_courses_folder_sources_resolve_against_the_site_file_and_urls_stay(tmp_
     assert remote.branch == "spring-2025" and ssh.is_git_url and ssh.branch == "main"
 
 
-def test_the_example_names_the_demo_course():
+def test_the_example_names_a_course_for_everyone_and_one_with_members():
     site = load_site(EXAMPLE)
-    assert [c.name for c in site.courses] == ["demo"]
-    assert Path(site.courses[0].source) == REPO_ROOT / "examples" / "courses" / "demo"
+    assert [c.name for c in site.courses] == ["demo", "hyy"]
+    for course in site.courses:
+        assert Path(course.source) == REPO_ROOT / "examples" / "courses" / course.name
+        assert any(Path(course.source).glob("*.ipynb"))
+    demo, hyy = site.courses
+    assert demo.students == "everyone" and demo.instructors == []
+    assert hyy.students == ["student"] and hyy.instructors == ["instructor"]
 
 
 # --------------------------------------------------------------------------- unsafe or doomed

@@ -22,6 +22,7 @@ import pytest
 import yaml
 
 from hub_config import values as hv
+from hub_config.course_access import AUTHENTICATOR_CLASS
 from sitefile import SiteError, load_site, parse_site
 from spawner_hooks.kube_volumes import cache_volume, cache_volume_mount
 
@@ -544,7 +545,8 @@ def test_oidc_login_configures_generic_oauthenticator(oidc_rendered):
     path, values = oidc_rendered
     site = load_site(path)
     config = values["jupyterhub"]["hub"]["config"]
-    assert config["JupyterHub"]["authenticator_class"] == "generic-oauth"
+    # GenericOAuthenticator keeping hand-added course groups (hub_config.course_access)
+    assert config["JupyterHub"]["authenticator_class"] == AUTHENTICATOR_CLASS
     assert config["Authenticator"]["enable_auth_state"] is True
     assert config["Authenticator"]["admin_users"] == site.auth.admin_users
     oauth = config["GenericOAuthenticator"]
@@ -568,11 +570,15 @@ def _check_traits(config: dict) -> None:
 
     classes = {"JupyterHub": JupyterHub, "Authenticator": Authenticator, "Spawner": Spawner}
     authenticator_class = config["JupyterHub"]["authenticator_class"]
-    if authenticator_class == "generic-oauth":
-        from oauthenticator.generic import GenericOAuthenticator as auth_cls
+    if authenticator_class == AUTHENTICATOR_CLASS:
+        from spawner_hooks.course_login import LakehubOAuthenticator as auth_cls
+
+        section_name = "GenericOAuthenticator"  # its base class's section applies to it
     else:
         from nativeauthenticator import NativeAuthenticator as auth_cls
-    classes[auth_cls.__name__] = auth_cls
+
+        section_name = auth_cls.__name__
+    classes[section_name] = auth_cls
     for section, traits in config.items():
         cls = classes[section]
         unknown = set(traits) - set(cls.class_trait_names(config=True))
@@ -580,7 +586,7 @@ def _check_traits(config: dict) -> None:
     if auth_cls.__name__ == "NativeAuthenticator":
         return  # it opens the hub's database when built; the trait names are checked
     authenticator = auth_cls(config=Config(copy.deepcopy(config)))
-    for trait, value in config[auth_cls.__name__].items():
+    for trait, value in config[section_name].items():
         got = getattr(authenticator, trait)
         assert (set(got) if isinstance(got, set) else got) == (
             set(value) if isinstance(got, set) else value
@@ -686,10 +692,15 @@ def test_cli_prints_the_namespace():
 def test_courses_are_pulled_by_nbgitpuller_when_a_pod_starts(tmp_path):
     """The postStart hook runs for real here, as the pod runs it: lakehub's course pull
     (the same code the local stack runs at spawn) with nbgitpuller's own ``gitpuller``,
-    on the courses of ``$LAKEHUB_COURSES`` as KubeSpawner hands it to the pod."""
+    on the courses of ``$LAKEHUB_COURSES`` as the spawn hook sets it for one user and
+    KubeSpawner hands it to the pod (no longer a value for every pod in the chart)."""
     import subprocess
+    from pathlib import PurePosixPath
 
     from sitefile.state import venv_bin
+    from spawner_hooks.courses import course_entries, user_courses
+    from spawner_hooks.kube_delivery import KubeSecretDelivery
+    from spawner_hooks.session import SessionPaths, session_env
 
     course = tmp_path / "course.git"
     work = tmp_path / "work"
@@ -708,8 +719,12 @@ def test_courses_are_pulled_by_nbgitpuller_when_a_pod_starts(tmp_path):
     hook = singleuser["lifecycleHooks"]["postStart"]["exec"]["command"]
     home = tmp_path / "home"
     home.mkdir()
+    assert "LAKEHUB_COURSES" not in singleuser["extraEnv"]  # each user's own, at spawn
+    site = load_site(site_file)
+    mine = user_courses(site.courses, site.courses, [])  # students: everyone
+    bundle_env = session_env(SessionPaths(PurePosixPath("/s")), courses=course_entries(mine))
     # KubeSpawner formats the values of the environment (doubled braces become single)
-    courses = singleuser["extraEnv"]["LAKEHUB_COURSES"].format()
+    courses = KubeSecretDelivery.environment(bundle_env)["LAKEHUB_COURSES"].format()
     env = {
         "HOME": str(home),
         "PATH": f"{venv_bin('analysis', 'python').parent}:/usr/bin:/bin",
