@@ -41,6 +41,7 @@ import asyncio
 import os
 import re
 import secrets
+import subprocess
 import time
 from pathlib import Path
 
@@ -60,6 +61,7 @@ from tokens.jwt import expiry
 pytestmark = pytest.mark.cluster
 
 TOKEN_LIFETIME = 120  # seconds: renewal after 80 s, expiry after 120 s
+REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = Path(__file__).parent / "artifacts"
 SERVICES = ("hub", "proxy", "lakehub-issuer", "lakehub-cache")
 
@@ -69,6 +71,16 @@ SERVICES = ("hub", "proxy", "lakehub-issuer", "lakehub-cache")
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
+    # the images the lab's pods run, as `make cluster-up` has them (cached: a warm run
+    # only checks they are up to date)
+    built = subprocess.run(
+        ["bash", str(REPO / "scripts" / "build-images.sh"), "all"],
+        capture_output=True,
+        text=True,
+        timeout=3600,
+        check=False,
+    )
+    assert built.returncode == 0, f"scripts/build-images.sh all failed:\n{built.stderr[-3000:]}"
     lab = Lab(tmp_path_factory.mktemp("lab") / "state", token_lifetime_seconds=TOKEN_LIFETIME)
     try:
         lab.start()
