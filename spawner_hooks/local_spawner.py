@@ -29,6 +29,7 @@ def system_username(hub_username: str) -> str:
 
 
 class LakehubLocalSpawner(LocalProcessSpawner):
+    _home_lock: asyncio.Lock | None = None
     home_dir_template = Unicode(
         config=True, help="Home folder of a user; {username} is the hub username."
     )
@@ -49,7 +50,17 @@ class LakehubLocalSpawner(LocalProcessSpawner):
         return system_username(self.user.name) if self.isolated else None
 
     async def prepare_home(self) -> tuple[int, int] | None:
-        """Create the system account and the home folder; return its (uid, gid) or None."""
+        """Create the system account and the home folder; return its (uid, gid) or None.
+
+        The spawn's steps that work in the home (session files, course pull) run at the
+        same time and each asks for the home: one at a time, so the account is made once.
+        """
+        if self._home_lock is None:
+            self._home_lock = asyncio.Lock()
+        async with self._home_lock:
+            return await self._prepare_home()
+
+    async def _prepare_home(self) -> tuple[int, int] | None:
         home = Path(self.home_dir)
         if not self.isolated:
             global _warned_shared_uid
