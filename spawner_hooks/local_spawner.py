@@ -103,7 +103,30 @@ class LakehubLocalSpawner(LocalProcessSpawner):
         # the spawn hook prepares the home too (to write into it); a hub without lakehub's
         # hooks still needs the account and the home before the server can run
         await self.prepare_home()
-        return await super().start()
+        ip, port = await super().start()
+        await self.until_listening(ip, port)
+        return ip, port
+
+    async def until_listening(self, ip: str, port: int, every_s: float = 0.05) -> None:
+        """Return once the server accepts connections (or its process has ended).
+
+        The hub's own wait for the server's answer backs off with random pauses of up to
+        5 s, which adds about two seconds to each login on top of JupyterLab's start; a
+        local connection attempt every 50 ms costs nothing, and once it succeeds the
+        hub's first request finds the server up.  Never longer than ``http_timeout``,
+        after which the hub's own wait decides as before.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.http_timeout
+        while loop.time() < deadline and await self.poll() is None:
+            try:
+                _, writer = await asyncio.open_connection(ip or "127.0.0.1", port)
+            except OSError:
+                await asyncio.sleep(every_s)
+                continue
+            writer.close()
+            await writer.wait_closed()
+            return
 
     def make_preexec_fn(self, name):
         home = self.home_dir
