@@ -39,7 +39,7 @@ RATIO_GOAL = 1.2
 LISTING = ".jp-DirListing-content"
 _STARTED = re.compile(r"User (\S+) took ([0-9.]+) seconds to start")
 _STEPS = re.compile(r"lakehub: (\S+) ready in ([0-9.]+) s \((.*)\)")
-_STEP = re.compile(r"([^,]+?) ([0-9.]+) s(?:,|$)")
+_STEP = re.compile(r"([^,;]+?) ([0-9.]+) s\b")
 
 
 def students(stack: Stack, n: int) -> list[tuple[str, str]]:

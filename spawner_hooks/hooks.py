@@ -6,8 +6,9 @@ asynchronously (:mod:`spawner_hooks.rucio`), and hands the results to a *deliver
 :class:`HomeDelivery` writes files into the user's home (local mode).  A failure to
 reach Rucio never fails the spawn: the user finds ``LAKEHUB-NOTICE.md`` in their home
 and the hub log has one line saying why.  Course material from the site's ``courses:``
-is pulled meanwhile by :class:`spawner_hooks.courses.CourseDelivery` (nbgitpuller).
-Every spawn ends with one hub log line naming how long each step took.
+is pulled meanwhile by :class:`spawner_hooks.courses.CourseDelivery` (nbgitpuller); a
+spawner with ``alongside_start`` (the local one) lets the pull go on while the server
+process starts.  Every spawn ends with one hub log line naming how long each step took.
 """
 
 from __future__ import annotations
@@ -89,22 +90,35 @@ def assemble_bundle(
 
 class SpawnSteps:
     """How long each of a spawn's steps took (seconds), for the hub log's one line per
-    spawn: ``lakehub: <user> ready in T s (rucio local 0.21 s, token 0.01 s, ...)``.
-    Steps that run at the same time overlap, so they may add up to more than T."""
+    spawn: ``lakehub: <user> ready in T s (token 0.01 s, rucio local 0.21 s, ...)``, T
+    being the time until the server process could start.  Steps run at the same time,
+    so they may add up to more than T; a step still running then (the course pull,
+    which the local spawner lets run beside the server's start) is named at the end."""
 
     def __init__(self, clock=time.monotonic):
         self.clock = clock
         self.began = clock()
         self.seconds: dict[str, float] = {}
+        self.pending: set[str] = set()  # steps begun and not yet done
+        self.done_at: float | None = None
+        self.beside_start: list[str] = []
 
-    def total(self) -> float:
-        return self.clock() - self.began
+    def hook_done(self) -> None:
+        """The hook returns: the server process may start now."""
+        self.done_at = self.clock()
+        self.beside_start = sorted(self.pending)
+
+    def critical(self) -> float:
+        return (self.done_at if self.done_at is not None else self.clock()) - self.began
 
     def __str__(self) -> str:
-        return ", ".join(f"{name} {s:.2f} s" for name, s in self.seconds.items())
+        text = ", ".join(f"{name} {s:.2f} s" for name, s in self.seconds.items())
+        if self.beside_start:
+            text += f"; beside the server start: {', '.join(self.beside_start)}"
+        return text
 
 
-# the spawn being timed; tasks started by asyncio.gather inherit it
+# the spawn being timed; tasks started from the hook (gather, ensure_future) inherit it
 _steps: contextvars.ContextVar[SpawnSteps | None] = contextvars.ContextVar(
     "lakehub_spawn_steps", default=None
 )
@@ -113,11 +127,14 @@ _steps: contextvars.ContextVar[SpawnSteps | None] = contextvars.ContextVar(
 async def timed(name: str, step: Awaitable[T]) -> T:
     """Await ``step``; its duration goes to the spawn's :class:`SpawnSteps`, if any."""
     began = time.monotonic()
+    steps = _steps.get()
+    if steps is not None:
+        steps.pending.add(name)
     try:
         return await step
     finally:
-        steps = _steps.get()
         if steps is not None:
+            steps.pending.discard(name)
             steps.seconds[name] = time.monotonic() - began
 
 
@@ -181,7 +198,7 @@ class HomeDelivery:
 
 class SessionHooks:
     """What both token paths share: the site's session settings, the bundle built from
-    them, and the spawn step itself (build, deliver, then the course pull).
+    them, and the spawn step itself (build and deliver, the course pull beside them).
 
     :class:`LakehubHooks` (the hub's own issuer, local mode and native-login clusters)
     and :class:`spawner_hooks.exchange_hooks.TokenExchangeHooks` (OIDC sites) differ only
@@ -236,21 +253,36 @@ class SessionHooks:
         steps = SpawnSteps()
         token = _steps.set(steps)
         try:
-
-            async def session_files() -> None:
-                bundle = await self.build(spawner, self.delivery.paths(spawner))
-                await timed("session files", deliver(self.delivery, spawner, bundle))
-
-            if self.courses is None:
-                await session_files()
-            else:
+            pull = None
+            if self.courses is not None:
                 # Course material (nbgitpuller) needs the home only, not Rucio or the
-                # token: both go at once, and the server starts when both are done.  The
-                # pull never raises: a failed pull leaves a note in the home instead.
-                await asyncio.gather(session_files(), timed("courses", self.courses.pull(spawner)))
+                # token: it starts at once.  It never raises: a failed pull leaves a note
+                # in the home instead.
+                pull = asyncio.ensure_future(timed("courses", self.courses.pull(spawner)))
+            bundle = await self.build(spawner, self.delivery.paths(spawner))
+            await timed("session files", deliver(self.delivery, spawner, bundle))
         finally:
             _steps.reset(token)
-        log.info("lakehub: %s ready in %.2f s (%s)", spawner.user.name, steps.total(), steps)
+        steps.hook_done()
+        alongside = getattr(spawner, "alongside_start", None)
+        if pull is not None and alongside is not None:
+            # the local spawner runs the rest of the pull while the server process
+            # starts, and reports the server only once the pull is done as well
+            alongside(_log_when_done(spawner.user.name, steps, pull))
+            return
+        if pull is not None:
+            await pull
+        log_ready(spawner.user.name, steps)
+
+
+async def _log_when_done(username: str, steps: SpawnSteps, pull: Awaitable) -> None:
+    await pull
+    log_ready(username, steps)
+
+
+def log_ready(username: str, steps: SpawnSteps) -> None:
+    """The spawn's one line in the hub log (no secrets: names and seconds only)."""
+    log.info("lakehub: %s ready in %.2f s (%s)", username, steps.critical(), steps)
 
 
 class LakehubHooks(SessionHooks):

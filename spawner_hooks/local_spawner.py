@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import pwd
+from collections.abc import Awaitable
 from pathlib import Path
 
 from jupyterhub.spawner import LocalProcessSpawner
@@ -30,6 +31,7 @@ def system_username(hub_username: str) -> str:
 
 class LakehubLocalSpawner(LocalProcessSpawner):
     _home_lock: asyncio.Lock | None = None
+    _alongside: tuple[asyncio.Future, ...] = ()  # steps that finish during start()
     home_dir_template = Unicode(
         config=True, help="Home folder of a user; {username} is the hub username."
     )
@@ -104,8 +106,14 @@ class LakehubLocalSpawner(LocalProcessSpawner):
         # hooks still needs the account and the home before the server can run
         await self.prepare_home()
         ip, port = await super().start()
-        await self.until_listening(ip, port)
+        pending, self._alongside = self._alongside, ()
+        await asyncio.gather(self.until_listening(ip, port), *pending)
         return ip, port
+
+    def alongside_start(self, step: Awaitable) -> None:
+        """Let a spawn step (the course pull) finish while the server process starts;
+        ``start`` returns, and the hub shows the server, only once it is done too."""
+        self._alongside = (*self._alongside, asyncio.ensure_future(step))
 
     async def until_listening(self, ip: str, port: int, every_s: float = 0.05) -> None:
         """Return once the server accepts connections (or its process has ended).
