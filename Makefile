@@ -13,7 +13,7 @@ LAKEHUB_CHARTS ?= $(wildcard $(abspath $(CURDIR)/../shared/reference/charts))
 export LAKEHUB_CHARTS
 DEV_PY := $(LAKEHUB_HOME)/venvs/dev/bin/python
 
-.PHONY: help up down clean status test lint bench deps system-deps envs proxy check-site warm-cache push-notebooks course-status
+.PHONY: help up down clean status test lint bench deps system-deps envs proxy check-site warm-cache push-notebooks course-status course-report
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -57,6 +57,10 @@ push-notebooks: envs ## publish a course's next revision to students (COURSE=nam
 
 course-status: ## which student has which revision of each course (SITE=...)
 	@$(DEV_PY) -m courses status --site $(SITE)
+
+course-report: envs ## a course's usage as HTML with plots and CSV (COURSE=name|all, SINCE=YYYY-MM-DD, TOKEN_FILE=)
+	@test -n "$(COURSE)" || { echo "usage: make course-report COURSE=<name from the site's courses:>|all [SINCE=2026-09-01]"; exit 2; }
+	@$(DEV_PY) -m courses report --site $(SITE) --course $(COURSE) $(if $(SINCE),--since $(SINCE)) $(if $(TOKEN_FILE),--token-file $(TOKEN_FILE)) $(if $(HUB_URL),--hub-url $(HUB_URL))
 
 lint: envs ## ruff
 	@$(LAKEHUB_HOME)/venvs/dev/bin/ruff check .

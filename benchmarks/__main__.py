@@ -7,7 +7,8 @@ says what its figures measure: ``spawn`` (hooks vs vanilla, many at once), ``log
 (a student's wait from "Sign in" to JupyterLab), ``cache``
 (the shared dataset cache), ``hyy`` (the H->yy selection vs a raw read), ``tokens`` (the
 token service's cost), ``dask_scaleout`` (the Dask Gateway), ``k8s`` (KubeSpawner starts
-against a real apiserver), ``cluster`` (the whole release on a real one-node cluster).
+against a real apiserver), ``cluster`` (the whole release on a real one-node cluster),
+``courses`` (building the usage report).
 
 Ratios of timed runs come from pairs of runs made back to back, which goes first
 alternating; the value is the median of the pairs' ratios.  Every stack started here is
@@ -27,7 +28,7 @@ import time
 import traceback
 from pathlib import Path
 
-from benchmarks import cache, cluster, dask_scaleout, hyy, k8s, login, spawn, tokens
+from benchmarks import cache, cluster, courses, dask_scaleout, hyy, k8s, login, spawn, tokens
 from benchmarks.common import claim_stdout, count, log, terminate
 from benchmarks.data import BenchData
 
@@ -40,6 +41,7 @@ FAMILIES = (
     *dask_scaleout.FAMILIES,
     *k8s.FAMILIES,
     *cluster.FAMILIES,
+    *courses.FAMILIES,
 )
 FIGURES = tuple(f for family in FAMILIES for f in family.figures)
 

@@ -7,8 +7,10 @@ The chart drops ``jupyterhub_config.d/lakehub.py`` into the hub, which only does
 
 :func:`configure` reads the site file (``$LAKEHUB_SITE``, default
 ``/etc/lakehub/site.yaml``) and sets ``pre_spawn_hook``, ``modify_pod_hook`` and
-``post_stop_hook`` on ``c.KubeSpawner``.  Everything else about the pod (image, storage,
-the read-only cache volume, profiles) comes from the chart values.
+``post_stop_hook`` on ``c.KubeSpawner``, and each user's own ``profile_list`` (their
+courses may grant more profiles).  Everything else about the pod (image, storage, the
+read-only cache volume) comes from the chart values; a member's course folders and home
+size are set at spawn from their hub groups.
 
 Where the Rucio token comes from:
 
@@ -65,8 +67,10 @@ from lakehub.contract import (
 from sitefile import Site, load_site
 from spawner_hooks.exchange_hooks import TokenExchangeHooks
 from spawner_hooks.hooks import LakehubHooks
+from spawner_hooks.kube_courses import KubeCourseFolders
 from spawner_hooks.kube_delivery import KubeSecretDelivery
 from spawner_hooks.kube_session import KubeSession
+from spawner_hooks.profiles import ProfileCheck, kube_profile_list
 from spawner_hooks.session import ReplicaMode
 from tokens.exchange import TokenExchange
 
@@ -186,6 +190,13 @@ def configure(c, site: Site | None = None, environ: Mapping[str, str] | None = N
     if site is None:
         site = load_site(environ.get(ENV_SITE, SITE_MOUNT))
     session = make_session(site, environ)
+    # per-course profiles, home sizes and shared folders, from the user's hub groups
+    session.before_spawn = (
+        ProfileCheck(site, local=False),
+        KubeCourseFolders(site, environ.get(ENV_SESSION_HOME, POD_HOME)),
+    )
+    if len(site.profiles) > 1:  # one profile: no form (the chart's values size the pods)
+        c.KubeSpawner.profile_list = kube_profile_list(site)
     session.install(c.KubeSpawner)
     if isinstance(session.hooks, TokenExchangeHooks):
         from spawner_hooks.oidc_refresh import refresh_ahead

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from courses.local import git_system_config, revisions_file, sources
+from courses.usage import sessions_file
 from hub_config.scopes import CACHE_ACCESS, DASK_ACCESS, server_token_scopes, user_scopes
 from hub_services.cache.config import service_config
 from hub_services.dask_gateway import config as dask_config
@@ -33,6 +34,9 @@ from lakehub.files import write_private
 from sitefile import Site
 from sitefile.state import StackPaths, chp_binary, venv_bin
 from spawner_hooks import dask as dask_hooks
+from spawner_hooks import profiles
+from spawner_hooks import usage as usage_hooks
+from spawner_hooks.course_folders import LocalCourseFolders
 from spawner_hooks.courses import CourseDelivery
 from spawner_hooks.hooks import HomeDelivery, LakehubHooks
 from spawner_hooks.rucio import AdminCredentials
@@ -49,6 +53,7 @@ ADMIN_SCOPES = [
     "read:servers",
     "tokens",
     "read:hub",
+    "admin:groups",
     CACHE_ACCESS,
 ]
 DASK_PREFIX = service_prefix(DASK_SERVICE)
@@ -174,11 +179,14 @@ def make_hooks(site: Site, paths: StackPaths) -> LakehubHooks:
     )
 
 
-def as_hook(hooks: LakehubHooks):
+def as_hook(hooks: LakehubHooks, *before):
     """A plain function for ``pre_spawn_hook``: traitlets deep-copies config values, and
-    a function is copied by reference while a bound method would drag its object along."""
+    a function is copied by reference while a bound method would drag its object along.
+    ``before``: steps run first (the profile check, the course folders)."""
 
     async def lakehub_pre_spawn_hook(spawner) -> None:
+        for step in before:
+            await step(spawner)
         await hooks.pre_spawn(spawner)
 
     return lakehub_pre_spawn_hook
@@ -252,12 +260,19 @@ def configure(
     c.Spawner.server_token_scopes = server_token_scopes(site)
     c.Spawner.http_timeout = 90
     c.Spawner.start_timeout = 180
+    # profiles: the form lists the user's own; the check refuses any other (spawner_hooks.profiles)
+    c.Spawner.options_form = profiles.options_form(site)
+    c.Spawner.options_from_form = profiles.options_from_form
+    check = profiles.ProfileCheck(site, local=True)
+    folders = LocalCourseFolders(site, paths.shared_courses, paths.system_groups)
     if with_hooks:
-        c.Spawner.pre_spawn_hook = as_hook(make_hooks(site, paths))
+        c.Spawner.pre_spawn_hook = as_hook(make_hooks(site, paths), check, folders)
     if site.dask.enabled:
         # a user's clusters end with their server (and by the gateway's idle timeout)
         stopper = dask_hooks.ClusterStopper(dask_gateway_api(site), DASK_ACCESS)
         c.Spawner.post_stop_hook = dask_hooks.as_hook(stopper)
+    if with_hooks:  # servers' hours, CPU time and peak memory for `make course-report`
+        usage_hooks.install(c, usage_hooks.UsageCollector(sessions_file(paths)))
 
     admin_token = paths.admin_token.read_text().strip()
     config = paths.cache_service / "config.json"
@@ -293,6 +308,8 @@ def configure(
     c.JupyterHub.load_roles = [
         {"name": ADMIN_SERVICE, "scopes": ADMIN_SCOPES, "services": [ADMIN_SERVICE]},
         {"name": "user", "scopes": user_scopes(site)},
+        # the cache service tells an instructor the bytes of their own course's students
+        {"name": CACHE_SERVICE, "scopes": ["read:groups"], "services": [CACHE_SERVICE]},
     ]
 
 

@@ -38,7 +38,6 @@ from sitefile import (
     Image,
     Kubernetes,
     OidcAuth,
-    Profile,
     Site,
     SiteError,
     memory_bytes,
@@ -47,6 +46,7 @@ from sitefile import (
 from spawner_hooks.courses import course_entries
 from spawner_hooks.kube_delivery import kubespawner_literal
 from spawner_hooks.kube_volumes import cache_volume, cache_volume_mount
+from spawner_hooks.profiles import kubespawner_profile
 from spawner_hooks.session import DaskGateway, dask_gateway_env
 
 HUB_CONFIG_D = "/usr/local/etc/jupyterhub/jupyterhub_config.d"  # z2jh's hub image
@@ -112,29 +112,6 @@ def rucio_ports(site: Site) -> list[int]:
         ports.add(_url_port(instance.rucio_host))
         ports.add(_url_port(instance.auth_url))
     return sorted(ports)
-
-
-def profile_values(profile: Profile, k8s: Kubernetes) -> dict:
-    """One KubeSpawner profile: a size and, when it says so, another image."""
-    override: dict = {
-        "cpu_limit": profile.cpu,
-        "cpu_guarantee": profile.cpu_guarantee or profile.cpu,
-        "mem_limit": profile.memory,
-        "mem_guarantee": profile.memory_guarantee or profile.memory,
-    }
-    if profile.image is not None:
-        override["image"] = profile.image.reference
-        if profile.image.pull_policy:
-            override["image_pull_policy"] = profile.image.pull_policy
-    entry = {
-        "display_name": profile.name,
-        "slug": profile.slug,
-        "description": profile.description or f"{profile.cpu:g} CPU, {profile.memory} memory",
-        "kubespawner_override": override,
-    }
-    if profile is k8s.default_profile:
-        entry["default"] = True
-    return entry
 
 
 def egress_values(site: Site) -> list[dict]:
@@ -320,6 +297,12 @@ def hub_values(site: Site, site_data: Mapping) -> dict:
                     "scopes": COURSE_STATUS_SCOPES,
                     "services": [lc.COURSES_SERVICE],
                 },
+                lc.CACHE_SERVICE: {
+                    "description": "the shared cache: which students a course has (its"
+                    " instructors read their bytes served)",
+                    "scopes": ["read:groups"],
+                    "services": [lc.CACHE_SERVICE],
+                },
                 lc.WARM_SERVICE: {
                     "description": "the cache warm-up job: fetch and pin a course's datasets",
                     "scopes": [CACHE_ACCESS, "admin:servers"],
@@ -388,13 +371,13 @@ def token_service_values(site: Site) -> dict:
 def singleuser_values(site: Site) -> dict:
     k8s = site.kubernetes
     assert k8s is not None
-    default = k8s.default_profile
+    default = site.default_profile
     # KubeSpawner shows its spawn form for any profile list, even of one entry: students
     # would have to pick the only choice before every start.  One profile is therefore
     # just the servers' size (and image); the form appears from two profiles on.
     choices = (
-        {"profileList": [profile_values(p, k8s) for p in k8s.profiles]}
-        if len(k8s.profiles) > 1
+        {"profileList": [kubespawner_profile(p, p is site.default_profile) for p in site.profiles]}
+        if len(site.profiles) > 1
         else {}
     )
     image = k8s.images.singleuser if choices or default.image is None else default.image

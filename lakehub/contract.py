@@ -25,6 +25,36 @@ ADMIN_SERVICE = "lakehub-admin"  # the local stack's own admin token (make up, t
 DASK_SERVICE = "dask-gateway"  # Dask Gateway (z2jh and the dask-gateway chart use this)
 
 
+# --- courses as JupyterHub groups (courses.membership) -------------------------------------
+
+COURSE_GROUP_PREFIX = "course-"  # course-<name>: the course's students
+INSTRUCTORS_GROUP_SUFFIX = "-instructors"  # course-<name>-instructors: its instructors
+IDP_GROUP_PREFIX = "group:"  # a course member given as an identity provider's group
+
+
+def course_group(course: str) -> str:
+    """The JupyterHub group of a course's students."""
+    return f"{COURSE_GROUP_PREFIX}{course}"
+
+
+def instructors_group(course: str) -> str:
+    """The JupyterHub group of a course's instructors."""
+    return f"{COURSE_GROUP_PREFIX}{course}{INSTRUCTORS_GROUP_SUFFIX}"
+
+
+# a course's shared folder in a member's home (spawner_hooks.course_folders locally,
+# spawner_hooks.kube_courses on clusters), and its handouts inside it
+HANDOUTS_FOLDER = "handouts"  # writable by the course's instructors, read-only to students
+# locally, a course's members (lhc-<name>) and its instructors (lhc-<name>-instructors) are
+# system groups too
+LOCAL_COURSE_GROUP_PREFIX = "lhc-"
+
+
+def course_shared_folder(course: str) -> str:
+    """The folder of a course's members in each member's home: ``course-<name>-shared``."""
+    return f"{COURSE_GROUP_PREFIX}{course}-shared"
+
+
 def access_scope(service: str) -> str:
     """The JupyterHub scope that lets a token call ``service``."""
     return f"access:services!service={service}"
@@ -42,6 +72,7 @@ CACHE_PORT = 8012
 # URL paths
 TOKEN_API_PATH = "/api/token"  # noqa: S105  (the token service's renewal endpoint)
 COURSE_REPORT_PATH = "lakehub/courses"  # under a single-user server's base URL
+CACHE_USAGE_PATH = "api/usage"  # the cache service's bytes served per user and dataset
 
 # where the token service's Rucio tokens come from
 HUB_ISSUER = "hub_issuer"
@@ -62,6 +93,8 @@ COURSES_NOTICE_FILE = "LAKEHUB-COURSES.md"  # a course that could not be pulled
 TOKEN_NOTICE_FILE = "LAKEHUB-TOKEN-NOTICE.md"  # noqa: S105  (a renewal that keeps failing)
 # the hub's record of who pulled which course revision (local stack)
 REVISIONS_FILE = "revisions.json"
+# the hub's append-only record of servers' starts, stops and CPU/memory (local stack)
+SESSIONS_FILE = "sessions.jsonl"
 
 # --- environment variables -----------------------------------------------------------------
 
@@ -127,6 +160,7 @@ SITE_CONFIGMAP = "lakehub-site"
 CACHE_CLAIM = "lakehub-cache"  # the shared cache's PersistentVolumeClaim
 CACHE_VOLUME = "lakehub-cache"  # its volume in user and worker pods
 SESSION_VOLUME = "lakehub-session"
+COURSES_VOLUME = "lakehub-course-volume"  # the courses' shared volume in members' pods
 TOKEN_VOLUME = "lakehub-token"  # noqa: S105  (a volume's name)
 HUB_SECRET = "hub"  # noqa: S105  (z2jh's own Secret: hub.services.<name>.apiToken)
 SESSION_SECRET_SUFFIX = "-lakehub"  # noqa: S105  (<pod name>-lakehub: a server's Secret)

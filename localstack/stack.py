@@ -25,6 +25,7 @@ from lakehub.contract import (
     ENV_SINGLEUSER_ENV,
     ENV_SITE,
     ENV_STATE,
+    LOCAL_COURSE_GROUP_PREFIX,
 )
 from lakehub.files import write_private
 from localstack import procs, rucio_server
@@ -249,6 +250,11 @@ def remove_system_users(paths: StackPaths) -> list[str]:
         if name.startswith(SYSTEM_USER_PREFIX) and shutil.which("userdel"):
             subprocess.run(["userdel", name], capture_output=True)
             removed.append(name)
+    if paths.system_groups.exists():  # the courses' groups, once their members are gone
+        for name in sorted(set(paths.system_groups.read_text().split())):
+            if name.startswith(LOCAL_COURSE_GROUP_PREFIX) and shutil.which("groupdel"):
+                subprocess.run(["groupdel", name], capture_output=True)
+                removed.append(name)
     return removed
 
 

@@ -388,6 +388,22 @@ def _branch(value: str) -> str:
     return value
 
 
+# A course member: a hub username, or an identity provider's group as ``group:<name>``.
+_MEMBER = re.compile(r"^(group:)?[^\s:/]{1,100}$")
+
+
+def _member(value: str) -> str:
+    if not _MEMBER.match(value):
+        raise ValueError(
+            "expected a hub username such as 'alice' or an identity provider's group such"
+            f" as 'group:physics-2y' (no spaces, ':' or '/'), got {value!r}"
+        )
+    return value
+
+
+CourseMember = Annotated[str, AfterValidator(_member)]
+
+
 class Course(_Model):
     """Course material in a git repository (or a folder lakehub turns into one), pulled
     into every student's home with nbgitpuller; see docs/instructors.md."""
@@ -402,6 +418,35 @@ class Course(_Model):
     target: Annotated[str, AfterValidator(_relative_folder)] = Field(
         description="folder in each student's home"
     )
+    students: Literal["everyone"] | list[CourseMember] = Field(
+        "everyone",
+        description="who takes the course: 'everyone' (every hub user), or a list of hub"
+        " usernames and identity-provider groups written 'group:<name>'",
+    )
+    instructors: list[CourseMember] = Field(
+        default_factory=list,
+        description="who teaches it (usernames, 'group:<name>'): they see and help this"
+        " course's students only",
+    )
+    profiles: list[str] = Field(
+        default_factory=list,
+        description="names of the site's profiles this course's members may choose; a"
+        " profile no course names is open to every user",
+    )
+    storage: Quantity | None = Field(
+        None,
+        description="home volume size for a member's new home on a cluster, e.g. '20Gi'"
+        " (a member of several courses gets the largest)",
+    )
+
+    @model_validator(mode="after")
+    def _members_once(self) -> Course:
+        students = [] if self.students == "everyone" else self.students
+        for field, members in (("students", students), ("instructors", self.instructors)):
+            dupes = sorted({m for m in members if members.count(m) > 1})
+            if dupes:
+                raise ValueError(f"{field}: listed more than once: {', '.join(dupes)}")
+        return self
 
     @property
     def is_git_url(self) -> bool:
@@ -621,7 +666,11 @@ class ProxyService(_Model):
 
 
 class Profile(_Model):
-    """One choice on the spawn page: a size, and optionally another analysis image."""
+    """One choice on the spawn page: a size, and optionally another analysis image.
+
+    On clusters the size is the pod's limits and requests.  A local server gets the
+    limits as the environment variables ``MEM_LIMIT`` and ``CPU_LIMIT`` only (JupyterHub's
+    local spawner enforces neither), and always runs the analysis environment."""
 
     name: str = Field(min_length=1, max_length=60, description="shown on the spawn page")
     description: str = ""
@@ -629,7 +678,9 @@ class Profile(_Model):
     memory: Memory = Field(description="memory limit, e.g. '4G'")
     cpu_guarantee: float | None = Field(None, gt=0, description="default: the limit")
     memory_guarantee: Memory | None = Field(None, description="default: the limit")
-    image: Image | None = Field(None, description="default: kubernetes.images.singleuser")
+    image: Image | None = Field(
+        None, description="clusters only; default: kubernetes.images.singleuser"
+    )
     default: bool = False
 
     @model_validator(mode="after")
@@ -694,6 +745,25 @@ class CacheClaim(_Model):
             raise ValueError(
                 "kubernetes.cache_claim: set either storage_class (provisioned volume) or"
                 " nfs (an existing export), not both"
+            )
+        return self
+
+
+class CourseVolume(_Model):
+    """The courses' shared folders on a cluster: one ReadWriteMany volume, a folder per
+    course, mounted only into the pods of that course's members."""
+
+    claim: KubeName | None = Field(
+        None, description="an existing ReadWriteMany PersistentVolumeClaim in the namespace"
+    )
+    nfs: NfsExport | None = Field(None, description="or an NFS export, mounted directly")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> CourseVolume:
+        if (self.claim is None) == (self.nfs is None):
+            raise ValueError(
+                "kubernetes.course_volume: set exactly one of claim (an existing"
+                " ReadWriteMany PersistentVolumeClaim) or nfs (an export)"
             )
         return self
 
@@ -767,11 +837,12 @@ class Kubernetes(_Model):
         None, description="where students open the hub, e.g. https://hub.example.org"
     )
     images: Images = Images()
-    profiles: list[Profile] = Field(
-        default_factory=lambda: [Profile(name="Standard", cpu=2, memory="4G", default=True)],
-        min_length=1,
-    )
     cache_claim: CacheClaim = CacheClaim()
+    course_volume: CourseVolume | None = Field(
+        None,
+        description="where the courses' shared folders live (claim or nfs); without it a"
+        " cluster's courses have no shared folders",
+    )
     culling: Culling = Culling()
     egress: list[EgressRule] = Field(default_factory=list)
     proxy_service: ProxyService = ProxyService()
@@ -810,17 +881,16 @@ class Kubernetes(_Model):
         " chart's token service publishes its public keys through the hub's proxy",
     )
 
-    @model_validator(mode="after")
-    def _profiles_consistent(self) -> Kubernetes:
-        names = [p.name for p in self.profiles]
-        slugs = [p.slug for p in self.profiles]
-        dupes = sorted({n for n, s in zip(names, slugs, strict=True) if slugs.count(s) > 1})
-        if dupes:
-            raise ValueError(f"kubernetes.profiles: names must differ; repeated: {dupes}")
-        defaults = [p.name for p in self.profiles if p.default]
-        if len(defaults) > 1:
-            raise ValueError(f"kubernetes.profiles: at most one default, got {defaults}")
-        return self
+    @model_validator(mode="before")
+    @classmethod
+    def _profiles_moved(cls, data: object) -> object:
+        if isinstance(data, dict) and "profiles" in data:
+            raise ValueError(
+                "kubernetes.profiles: profiles moved to the top level of the site file"
+                " ('profiles:' beside 'courses:'), where the local stack uses them too;"
+                " move the list there unchanged"
+            )
+        return data
 
     @property
     def token_issuer_url(self) -> str | None:
@@ -832,10 +902,6 @@ class Kubernetes(_Model):
             return str(self.public_url).rstrip("/") + "/services/lakehub-issuer"
         return None
 
-    @property
-    def default_profile(self) -> Profile:
-        return next((p for p in self.profiles if p.default), self.profiles[0])
-
 
 class Site(_Model):
     name: str = Field(min_length=1, max_length=80)
@@ -845,6 +911,12 @@ class Site(_Model):
     cache: Cache = Cache()
     notebooks: Notebooks = Notebooks()
     courses: list[Course] = Field(default_factory=list)
+    profiles: list[Profile] = Field(
+        default_factory=lambda: [Profile(name="Standard", cpu=2, memory="4G", default=True)],
+        min_length=1,
+        description="the sizes a user may choose when their server starts; a course's"
+        " 'profiles' reserves some for its members",
+    )
     dask: Dask = Dask()
     local: Local | None = None
     kubernetes: Kubernetes | None = None
@@ -875,6 +947,29 @@ class Site(_Model):
                         f" of course {other.name!r}; each course needs a folder of its own"
                     )
         return self
+
+    @model_validator(mode="after")
+    def _profiles_consistent(self) -> Site:
+        names = [p.name for p in self.profiles]
+        slugs = [p.slug for p in self.profiles]
+        dupes = sorted({n for n, s in zip(names, slugs, strict=True) if slugs.count(s) > 1})
+        if dupes:
+            raise ValueError(f"profiles: names must differ; repeated: {dupes}")
+        defaults = [p.name for p in self.profiles if p.default]
+        if len(defaults) > 1:
+            raise ValueError(f"profiles: at most one default, got {defaults}")
+        for i, course in enumerate(self.courses):
+            unknown = [p for p in course.profiles if p not in names]
+            if unknown:
+                raise ValueError(
+                    f"courses[{i}].profiles: {unknown} not among the site's profiles"
+                    f" ({', '.join(names)}); name a profile of the top-level 'profiles:'"
+                )
+        return self
+
+    @property
+    def default_profile(self) -> Profile:
+        return next((p for p in self.profiles if p.default), self.profiles[0])
 
     @model_validator(mode="after")
     def _oidc_is_for_clusters(self) -> Site:

@@ -94,6 +94,16 @@ class StackPaths:
         return self.state / "system-users.txt"
 
     @property
+    def system_groups(self) -> Path:
+        """The system groups made for courses' shared folders (for `make clean`)."""
+        return self.state / "system-groups.txt"
+
+    @property
+    def shared_courses(self) -> Path:
+        """The courses' shared folders (spawner_hooks.course_folders), one per course."""
+        return self.state / "courses-shared"
+
+    @property
     def run(self) -> Path:
         return self.state / "run"
 

@@ -22,6 +22,7 @@ class KubeSession:
         hooks: LakehubHooks | TokenExchangeHooks,
         delivery: KubeSecretDelivery,
         also_on_stop: tuple = (),
+        before_spawn: tuple = (),
     ):
         if hooks.delivery is not delivery:
             raise ValueError("the hooks must deliver through this KubeSecretDelivery")
@@ -29,8 +30,12 @@ class KubeSession:
         self.delivery = delivery
         # more post-stop steps, e.g. spawner_hooks.dask.ClusterStopper.post_stop
         self.also_on_stop = also_on_stop
+        # steps before the session's own: the profile check, the course folders
+        self.before_spawn = before_spawn
 
     async def pre_spawn(self, spawner) -> None:
+        for step in self.before_spawn:
+            await step(spawner)
         await self.hooks.pre_spawn(spawner)
 
     def modify_pod(self, spawner, pod):

@@ -104,7 +104,11 @@ class LakehubLocalSpawner(LocalProcessSpawner):
     async def start(self):
         # the spawn hook prepares the home too (to write into it); a hub without lakehub's
         # hooks still needs the account and the home before the server can run
-        await self.prepare_home()
+        owner = await self.prepare_home()
+        # the account's groups as /etc/group has them now (a course's shared folder)
+        self._groups = (
+            await asyncio.to_thread(os.getgrouplist, self.system_user, owner[1]) if owner else []
+        )
         ip, port = await super().start()
         pending, self._alongside = self._alongside, ()
         await asyncio.gather(self.until_listening(ip, port), *pending)
@@ -141,10 +145,11 @@ class LakehubLocalSpawner(LocalProcessSpawner):
         if self.isolated:
             entry = pwd.getpwnam(self.system_user)
             uid, gid = entry.pw_uid, entry.pw_gid
+            groups = getattr(self, "_groups", None) or [gid]
 
             def preexec():
                 os.setgid(gid)
-                os.setgroups([gid])
+                os.setgroups(groups)
                 os.setuid(uid)
                 os.chdir(home)
 

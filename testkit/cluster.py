@@ -151,22 +151,22 @@ def lab_site(
         "cache": {"quota_gb": 4},  # within the lab's 5Gi cache volume
         "auth": {"type": "native", "admin_users": [ADMIN_USER]},
         "courses": [],
+        # one small profile: a 2-core node must still fit the hub and the services
+        "profiles": [
+            {
+                "name": "Lab",
+                "description": "up to 2 CPU and 3G on this machine",
+                "cpu": 2,
+                "cpu_guarantee": 0.1,
+                "memory": "3G",
+                "memory_guarantee": "512M",
+                "default": True,
+            }
+        ],
         "kubernetes": {
             "namespace": namespace,
             "public_url": public_url(node_ip, ports),
             "images": {kind: image(kind) for kind in IMAGES},
-            # one small profile: a 2-core node must still fit the hub and the services
-            "profiles": [
-                {
-                    "name": "Lab",
-                    "description": "up to 2 CPU and 3G on this machine",
-                    "cpu": 2,
-                    "cpu_guarantee": 0.1,
-                    "memory": "3G",
-                    "memory_guarantee": "512M",
-                    "default": True,
-                }
-            ],
             "cache_claim": {"storage_class": nodeconf.SHARED_STORAGE_CLASS, "size": "5Gi"},
             "egress": [
                 {

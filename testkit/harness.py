@@ -387,3 +387,14 @@ def hub_token(s: Stack, username: str, scopes: list[str]) -> str:
     )
     r.raise_for_status()
     return r.json()["token"]
+
+
+def add_to_group(s: Stack, group: str, users: list[str]) -> None:
+    """Put ``users`` into the hub group ``group`` (made if missing) through the REST API,
+    as an admin does by hand."""
+    r = s.admin.api("POST", f"/groups/{group}")
+    if r.status_code not in (201, 409):
+        raise AssertionError(f"creating group {group}: HTTP {r.status_code} {r.text[:200]}")
+    r = s.admin.api("POST", f"/groups/{group}/users", json={"users": users})
+    if r.status_code != 200:
+        raise AssertionError(f"adding {users} to {group}: HTTP {r.status_code} {r.text[:200]}")

@@ -626,8 +626,8 @@ def test_cluster_example_loads_with_oidc_and_kubernetes():
     k8s = site.kubernetes
     assert k8s is not None
     assert k8s.namespace == raw["kubernetes"]["namespace"]
-    assert [p.name for p in k8s.profiles] == [p["name"] for p in raw["kubernetes"]["profiles"]]
-    assert k8s.default_profile.default is True
+    assert [p.name for p in site.profiles] == [p["name"] for p in raw["profiles"]]
+    assert site.default_profile.default is True
     assert k8s.cache_claim.storage_class == raw["kubernetes"]["cache_claim"]["storage_class"]
     assert [r.cidr for r in k8s.egress] == [r["cidr"] for r in raw["kubernetes"]["egress"]]
 
@@ -640,7 +640,6 @@ def test_kubernetes_defaults():
     assert k8s.namespace == "lakehub"
     assert k8s.images.singleuser.reference == "localhost/lakehub/singleuser:0.1.0"
     assert k8s.images.hub.reference == "localhost/lakehub/hub:0.1.0"
-    assert len(k8s.profiles) == 1 and k8s.default_profile is k8s.profiles[0]
     assert k8s.cache_claim.size == "100Gi"
     assert k8s.cache_claim.nfs is None
     assert k8s.culling.enabled and k8s.culling.timeout_seconds == 3600
@@ -774,38 +773,38 @@ CLUSTER_BAD_INPUT = [
     ),
     (
         "profile-memory-in-kubernetes-units",
-        _set(("kubernetes", "profiles", 0, "memory"), "4Gi"),
-        "kubernetes.profiles[0].memory",
+        _set(("profiles", 0, "memory"), "4Gi"),
+        "profiles[0].memory",
         ["K, M, G, T", "'4Gi'"],
     ),
     (
         "profile-cpu-zero",
-        _set(("kubernetes", "profiles", 1, "cpu"), 0),
-        "kubernetes.profiles[1].cpu",
+        _set(("profiles", 1, "cpu"), 0),
+        "profiles[1].cpu",
         ["greater than 0"],
     ),
     (
         "profile-guarantee-above-limit",
-        _set(("kubernetes", "profiles", 0, "memory_guarantee"), "8G"),
-        "kubernetes.profiles[0]",
+        _set(("profiles", 0, "memory_guarantee"), "8G"),
+        "profiles[0]",
         ["memory_guarantee", "8G", "4G"],
     ),
     (
         "profiles-same-name",
-        _set(("kubernetes", "profiles", 1, "name"), "standard"),
-        "kubernetes.profiles",
+        _set(("profiles", 1, "name"), "standard"),
+        "profiles",
         ["names must differ", "Standard"],
     ),
     (
         "profiles-two-defaults",
-        _set(("kubernetes", "profiles", 1, "default"), True),
-        "kubernetes.profiles",
+        _set(("profiles", 1, "default"), True),
+        "profiles",
         ["at most one default", "Large"],
     ),
     (
         "no-profiles",
-        _set(("kubernetes", "profiles"), []),
-        "kubernetes.profiles",
+        _set(("profiles",), []),
+        "profiles",
         ["at least 1"],
     ),
     (
@@ -1157,14 +1156,14 @@ SIZES = [
     ),
     (
         "profile-memory-of-zero",
-        _set(("kubernetes", "profiles", 1, "memory"), "0G"),
-        "kubernetes.profiles[1].memory",
+        _set(("profiles", 1, "memory"), "0G"),
+        "profiles[1].memory",
         ["above zero", "'0G'"],
     ),
     (
         "profile-memory-beyond-any-machine",
-        _set(("kubernetes", "profiles", 0, "memory"), "100000T"),
-        "kubernetes.profiles[0].memory",
+        _set(("profiles", 0, "memory"), "100000T"),
+        "profiles[0].memory",
         ["'64T'", "'100000T'"],
     ),
     (

@@ -451,21 +451,21 @@ def test_namespace_egress_rules_default_to_the_rucio_ports(tmp_path):
 
 def test_profiles_are_rendered(rendered):
     path, values = rendered
-    k8s = load_site(path).kubernetes
-    if len(k8s.profiles) == 1:  # test_one_profile_means_no_spawn_form
+    site = load_site(path)
+    if len(site.profiles) == 1:  # test_one_profile_means_no_spawn_form
         return
     profiles = values["jupyterhub"]["singleuser"]["profileList"]
-    assert [p["display_name"] for p in profiles] == [p.name for p in k8s.profiles]
+    assert [p["display_name"] for p in profiles] == [p.name for p in site.profiles]
     assert len({p["slug"] for p in profiles}) == len(profiles)
     assert [p for p in profiles if p.get("default")] == [
-        profiles[k8s.profiles.index(k8s.default_profile)]
+        profiles[site.profiles.index(site.default_profile)]
     ]
-    for entry, profile in zip(profiles, k8s.profiles, strict=True):
+    for entry, profile in zip(profiles, site.profiles, strict=True):
         override = entry["kubespawner_override"]
         assert override["cpu_limit"] == profile.cpu
         assert override["mem_limit"] == profile.memory
         assert override["cpu_guarantee"] <= override["cpu_limit"]
-    default = k8s.default_profile
+    default = site.default_profile
     assert values["jupyterhub"]["singleuser"]["memory"]["limit"] == default.memory
 
 
@@ -474,7 +474,7 @@ def test_one_profile_means_no_spawn_form():
     entry, so after logging in a student stood on /hub/spawn with a single choice
     instead of getting a server.  One profile is the servers' size and image instead."""
     data = yaml.safe_load(CLUSTER_EXAMPLE.read_text(encoding="utf-8"))
-    data["kubernetes"]["profiles"] = [
+    data["profiles"] = [
         {
             "name": "Only",
             "cpu": 3,
@@ -489,7 +489,7 @@ def test_one_profile_means_no_spawn_form():
     assert singleuser["memory"] == {"limit": "6G", "guarantee": "6G"}
     assert singleuser["image"] == {"name": "registry.example.org/lakehub/other", "tag": "2.0"}
     # the sites without profiles get the default one, and no form either
-    del data["kubernetes"]["profiles"]
+    del data["profiles"]
     singleuser = hv.render_values(parse_site(data), data)["jupyterhub"]["singleuser"]
     assert "profileList" not in singleuser
     assert singleuser["image"]["name"] == "localhost/lakehub/singleuser"
@@ -497,7 +497,7 @@ def test_one_profile_means_no_spawn_form():
 
 def test_a_profile_may_choose_another_image(tmp_path):
     data = yaml.safe_load(CLUSTER_EXAMPLE.read_text(encoding="utf-8"))
-    data["kubernetes"]["profiles"][1]["image"] = {
+    data["profiles"][1]["image"] = {
         "repository": "registry.example.org/lakehub/singleuser-gpu",
         "tag": "0.1.0",
     }
@@ -626,10 +626,10 @@ def test_a_ca_cert_path_is_refused_for_a_cluster(tmp_path):
 
 def test_an_invalid_site_is_a_site_error(tmp_path):
     data = yaml.safe_load(CLUSTER_EXAMPLE.read_text(encoding="utf-8"))
-    data["kubernetes"]["profiles"][0]["memory"] = "lots"
+    data["profiles"][0]["memory"] = "lots"
     path = tmp_path / "site.yaml"
     path.write_text(yaml.safe_dump(data), encoding="utf-8")
-    with pytest.raises(SiteError, match=r"kubernetes\.profiles\[0\]\.memory"):
+    with pytest.raises(SiteError, match=r"profiles\[0\]\.memory"):
         hv.values_for_file(path)
 
 

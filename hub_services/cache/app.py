@@ -9,6 +9,7 @@ person may read the DID before it downloads anything with its own identity.
     GET  /api/jobs/ID                                    -> progress and, when done, paths
     POST /api/pin        {"did": ...}          (admins)  -> never evict these files
     GET  /api/stats                            (admins)  -> transfers, bytes, usage
+    GET  /api/usage[?course=NAME]  (admins; a course's instructors) -> bytes per user, DID
     GET  /api/health
 
     python -m hub_services.cache.app --config cache-service.json
@@ -27,6 +28,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 from jupyterhub.services.auth import HubAuth
 from tornado import web
 
@@ -40,8 +42,9 @@ from hub_services.cache.rucio import (
     UnknownDID,
 )
 from hub_services.cache.store import CacheStore, TransferFailed
+from hub_services.cache.usage import UsageLedger
 from hub_services.hub_auth import HubJSONHandler, service_hub_auth
-from lakehub.contract import CACHE_SERVICE
+from lakehub.contract import CACHE_SERVICE, CACHE_USAGE_PATH, course_group, instructors_group
 
 log = logging.getLogger("lakehub.cache")
 ADMIN_SCOPES = {"admin:users", "admin:servers"}
@@ -64,6 +67,7 @@ class Job:
     files: list[FileState]
     created: float = field(default_factory=time.time)
     task: asyncio.Task | None = None
+    counted: bool = False  # a user's fetch: its bytes go into the usage ledger
 
     @property
     def state(self) -> str:
@@ -78,9 +82,16 @@ class Job:
 class Service:
     """Jobs on top of the store; one per process."""
 
-    def __init__(self, store: CacheStore, rucio: CacheRucio, max_parallel: int):
+    def __init__(
+        self,
+        store: CacheStore,
+        rucio: CacheRucio,
+        max_parallel: int,
+        ledger: UsageLedger | None = None,
+    ):
         self.store = store
         self.rucio = rucio
+        self.ledger = ledger
         self.jobs: dict[str, Job] = {}
         self.slots = asyncio.Semaphore(max_parallel)
 
@@ -117,16 +128,22 @@ class Service:
                 f.state, f.error = "failed", f"{type(exc).__name__}: {exc}"
                 log.exception("fetching %s failed", f.replica.did)
 
-    def start(self, owner: str, did: DID, replicas: list[Replica]) -> Job:
+    def start(self, owner: str, did: DID, replicas: list[Replica], counted: bool = False) -> Job:
         self._forget_old_jobs()
         files = [FileState(r, present=self.store.path(r.did).exists()) for r in replicas]
-        job = Job(secrets.token_hex(8), owner, did, files)
+        job = Job(secrets.token_hex(8), owner, did, files, counted=counted)
         job.task = asyncio.create_task(self._run(job))
         self.jobs[job.id] = job
         return job
 
     async def _run(self, job: Job) -> None:
         await asyncio.gather(*(self._one(f) for f in job.files))
+        if job.counted and self.ledger is not None and job.state == "done":
+            self.ledger.count(job.owner, str(job.did), sum(f.replica.bytes for f in job.files))
+            try:
+                await asyncio.to_thread(self.ledger.save)
+            except OSError as exc:
+                log.warning("cannot save the usage ledger: %s", exc)
 
     def _forget_old_jobs(self) -> None:
         cutoff = time.time() - JOB_TTL
@@ -200,7 +217,8 @@ class FetchHandler(BaseHandler):
             return self.fail(error_status(exc), str(exc))
         if not replicas:
             return self.fail(404, f"{did} has no files")
-        job = self.service.start(self.caller, did, replicas)
+        counted = self.current_user.get("kind", "user") == "user"
+        job = self.service.start(self.caller, did, replicas, counted=counted)
         self.set_status(202)
         self.finish(self.service.describe(job))
 
@@ -246,6 +264,39 @@ class StatsHandler(BaseHandler):
         )
 
 
+class UsageHandler(BaseHandler):
+    """Bytes served per user and DID: every user's for admins; for a course's
+    instructors (``?course=NAME``), those of the course's students only."""
+
+    @web.authenticated
+    async def get(self) -> None:
+        ledger = self.service.ledger
+        course = self.get_argument("course", None)
+        if not self.is_admin:
+            groups = set(self.current_user.get("groups") or [])
+            if course is None or instructors_group(course) not in groups:
+                which = f"of course {course}" if course else "of a course (?course=NAME)"
+                return self.fail(
+                    403,
+                    f"{self.caller} may not read the cache's usage: only hub admins and"
+                    f" the instructors {which} may",
+                )
+        users = None if course is None else await self.members(course)
+        self.finish({"course": course, "users": ledger.view(users) if ledger else {}})
+
+    async def members(self, course: str) -> set[str]:
+        """The course's students, from the hub (the service's role grants read:groups)."""
+        url = f"{self.hub_auth.api_url}/groups/{course_group(course)}"
+        headers = {"Authorization": f"token {self.hub_auth.api_token}"}
+        async with httpx.AsyncClient(timeout=30) as client:
+            r = await client.get(url, headers=headers)
+        if r.status_code == 404:
+            return set()
+        if r.status_code != 200:
+            raise web.HTTPError(502, f"the hub did not list course {course}: HTTP {r.status_code}")
+        return set(r.json().get("users", []))
+
+
 class HealthHandler(web.RequestHandler):
     def get(self) -> None:
         self.finish({"ok": True})
@@ -259,6 +310,7 @@ def make_app(service: Service, hub_auth: HubAuth, prefix: str = "/") -> web.Appl
         (r"api/jobs/([0-9a-f]+)", JobHandler),
         (r"api/pin", PinHandler),
         (r"api/stats", StatsHandler),
+        (CACHE_USAGE_PATH, UsageHandler),
         (r"api/health", HealthHandler),
         (r"?", HealthHandler),
     ]
@@ -289,7 +341,9 @@ async def serve(config: dict) -> None:
         rate_bps=config.get("rate_bps"),
     )
     await asyncio.to_thread(store.prepare)
-    service = Service(store, rucio, int(config.get("max_parallel", 4)))
+    ledger = UsageLedger(Path(config["index"]).with_name("usage.json"))
+    await asyncio.to_thread(ledger.load)
+    service = Service(store, rucio, int(config.get("max_parallel", 4)), ledger)
     hub_auth = service_hub_auth(CACHE_SERVICE, cache_max_age=60)
     app = make_app(service, hub_auth, os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/"))
     # loopback for the local stack; the chart sets 0.0.0.0 so its Service can reach the pod
