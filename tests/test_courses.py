@@ -316,6 +316,7 @@ def test_student_pulls_through_an_nbgitpuller_link(course_stack):
 
     from localstack.hubclient import approve_signup, signup
     from testkit.browser import launch as launch_chromium
+    from testkit.browser import start_from_the_spawn_form
 
     stack, source = course_stack
     publish(stack, source, REV2)
@@ -335,6 +336,7 @@ def test_student_pulls_through_an_nbgitpuller_link(course_stack):
             page.fill("#username_input", student)
             page.fill("#password_input", password)
             page.click("#login_submit")
+            start_from_the_spawn_form(page, 120_000)  # the site's profiles
             expect(page.locator(".jp-LauncherCard").first).to_be_visible(timeout=120_000)
             assert course_files(stack.home(student)) == REV2  # pulled at spawn
 
