@@ -3,7 +3,8 @@
 login_to_lab_s
     Debian's Chromium (Playwright) opens the hub's login page, fills in a student who
     signed up and was approved beforehand (never logged in: no Rucio account, no home, no
-    course clone yet), presses "Sign in" and waits until JupyterLab's file browser lists
+    course clone yet), presses "Sign in" (and Start on the spawn form, when the site
+    offers profiles to choose from) and waits until JupyterLab's file browser lists
     the home.  The median over ``--login-users`` students (one browser context each,
     after a warm-up login), on the local stack with every lakehub hook and extension and
     real JupyterLab servers.  Goal < 5 s.  Context, per student: authentication (the login
