@@ -1,7 +1,8 @@
 """Jupyter server extension: keep the session's Rucio token fresh
 (lakehub.token_refresher), make rucio-jupyterlab use the hub-issued token at once,
-report the home's course revisions (lakehub.courses), and serve the icon font of the
-Rucio panel from the server itself.
+report the home's course revisions (lakehub.courses), serve the icon font of the
+Rucio panel from the server itself, and load the Dask panel's server side after the
+server started (its import is slow).
 
 rucio-jupyterlab only calls Rucio for an instance after credentials for it were stored
 in its own small database (normally when a person picks an auth method in its settings
@@ -80,6 +81,37 @@ def _load_jupyter_server_extension(server_app) -> None:
     _configure_rucio_jupyterlab(server_app)
     _add_course_report(server_app)
     _serve_icon_font(server_app)
+    _load_dask_panel_later(server_app)
+
+
+# Server extensions that a session needs only once JupyterLab is up, and the slow
+# import each waits for; switched off in jupyter_server_config.json, loaded here.
+LATER_EXTENSIONS = {"dask_labextension": "distributed"}
+
+
+def _load_dask_panel_later(server_app) -> None:
+    """Load dask-labextension's server side once the server runs: the server answers
+    the hub and JupyterLab's first page without waiting for it.  Its slow part, the
+    import of ``distributed`` (most of a second), runs in a thread; the extension itself
+    is then imported on the server's loop (its cluster manager binds to that loop).  The
+    Dask panel's first look for clusters may come too early; it asks again on its own."""
+    import asyncio
+    import importlib
+
+    from tornado.ioloop import IOLoop
+
+    async def load(name: str, slow: str) -> None:
+        try:
+            await asyncio.to_thread(importlib.import_module, slow)
+            importlib.import_module(name).load_jupyter_server_extension(server_app)
+        except Exception:  # a missing panel must never take the server down
+            server_app.log.exception("lakehub: could not load the server extension %s", name)
+            return
+        server_app.log.info("lakehub: loaded the server extension %s", name)
+
+    for name, slow in LATER_EXTENSIONS.items():
+        if server_app.jpserver_extensions.get(name) is False:
+            IOLoop.current().add_callback(load, name, slow)
 
 
 def _serve_icon_font(server_app) -> None:

@@ -32,10 +32,13 @@ fi
 echo "==> building the '$name' environment in $venv (from requirements/$name.txt)" >&2
 rm -rf "$venv"
 "$uv" venv --quiet --python "$python" "$venv"
-"$uv" pip sync --quiet --python "$venv/bin/python" "$lock"
+# --compile-bytecode: servers run as per-user accounts that cannot write __pycache__ into
+# this root-owned environment, so without it every server start compiles JupyterLab's
+# Python anew (seconds of each login); pip in the image compiles too
+"$uv" pip sync --quiet --compile-bytecode --python "$venv/bin/python" "$lock"
 if [ "$name" != rucio-server ] && [ "$name" != vanilla ]; then
   # the project's own packages (editable); vanilla is a plain JupyterLab without them
-  "$uv" pip install --quiet --python "$venv/bin/python" --no-deps -e "$top"
+  "$uv" pip install --quiet --compile-bytecode --python "$venv/bin/python" --no-deps -e "$top"
 fi
 if [ "$name" = analysis ]; then
   # long-lived rucio Client objects pick up renewed tokens (see lakehub/rucio_compat.py)

@@ -6,17 +6,21 @@ asynchronously (:mod:`spawner_hooks.rucio`), and hands the results to a *deliver
 :class:`HomeDelivery` writes files into the user's home (local mode).  A failure to
 reach Rucio never fails the spawn: the user finds ``LAKEHUB-NOTICE.md`` in their home
 and the hub log has one line saying why.  Course material from the site's ``courses:``
-is pulled afterwards by :class:`spawner_hooks.courses.CourseDelivery` (nbgitpuller).
+is pulled meanwhile by :class:`spawner_hooks.courses.CourseDelivery` (nbgitpuller); a
+spawner with ``alongside_start`` (the local one) lets the pull go on while the server
+process starts.  Every spawn ends with one hub log line naming how long each step took.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import TypeVar
 
 from lakehub import contract
 from sitefile import Site
@@ -35,6 +39,7 @@ from tokens.mint import Issuer, oidc_identity
 
 # a child of JupyterHub's own logger, so these lines land in the hub's log
 log = logging.getLogger("JupyterHub").getChild("lakehub")
+T = TypeVar("T")
 
 
 @dataclass
@@ -82,6 +87,56 @@ def assemble_bundle(
         ),
         problems=problems,
     )
+
+
+class SpawnSteps:
+    """How long each of a spawn's steps took (seconds), for the hub log's one line per
+    spawn: ``lakehub: <user> ready in T s (token 0.01 s, rucio local 0.21 s, ...)``, T
+    being the time until the server process could start.  Steps run at the same time,
+    so they may add up to more than T; a step still running then (the course pull,
+    which the local spawner lets run beside the server's start) is named at the end."""
+
+    def __init__(self, clock=time.monotonic):
+        self.clock = clock
+        self.began = clock()
+        self.seconds: dict[str, float] = {}
+        self.pending: set[str] = set()  # steps begun and not yet done
+        self.done_at: float | None = None
+        self.beside_start: list[str] = []
+
+    def hook_done(self) -> None:
+        """The hook returns: the server process may start now."""
+        self.done_at = self.clock()
+        self.beside_start = sorted(self.pending)
+
+    def critical(self) -> float:
+        return (self.done_at if self.done_at is not None else self.clock()) - self.began
+
+    def __str__(self) -> str:
+        text = ", ".join(f"{name} {s:.2f} s" for name, s in self.seconds.items())
+        if self.beside_start:
+            text += f"; beside the server start: {', '.join(self.beside_start)}"
+        return text
+
+
+# the spawn being timed; tasks started from the hook (gather, ensure_future) inherit it
+_steps: contextvars.ContextVar[SpawnSteps | None] = contextvars.ContextVar(
+    "lakehub_spawn_steps", default=None
+)
+
+
+async def timed(name: str, step: Awaitable[T]) -> T:
+    """Await ``step``; its duration goes to the spawn's :class:`SpawnSteps`, if any."""
+    began = time.monotonic()
+    steps = _steps.get()
+    if steps is not None:
+        steps.pending.add(name)
+    try:
+        return await step
+    finally:
+        if steps is not None:
+            steps.pending.discard(name)
+            steps.seconds[name] = time.monotonic() - began
 
 
 class DeliveryFailed(RuntimeError):
@@ -144,7 +199,7 @@ class HomeDelivery:
 
 class SessionHooks:
     """What both token paths share: the site's session settings, the bundle built from
-    them, and the spawn step itself (build, deliver, then the course pull).
+    them, and the spawn step itself (build and deliver, the course pull beside them).
 
     :class:`LakehubHooks` (the hub's own issuer, local mode and native-login clusters)
     and :class:`spawner_hooks.exchange_hooks.TokenExchangeHooks` (OIDC sites) differ only
@@ -202,12 +257,41 @@ class SessionHooks:
         raise NotImplementedError
 
     async def pre_spawn(self, spawner) -> None:
-        bundle = await self.build(spawner, self.delivery.paths(spawner))
-        await deliver(self.delivery, spawner, bundle)
-        # Course material (nbgitpuller), once the home exists and before the server
-        # starts; it never raises: a failed pull leaves a note in the home instead.
-        if self.courses is not None:
-            await self.courses.pull(spawner, self.courses_of(spawner))
+        steps = SpawnSteps()
+        token = _steps.set(steps)
+        try:
+            pull = None
+            if self.courses is not None:
+                # Course material (nbgitpuller) needs the home only, not Rucio or the
+                # token: it starts at once.  It never raises: a failed pull leaves a note
+                # in the home instead.
+                pull = asyncio.ensure_future(
+                    timed("courses", self.courses.pull(spawner, self.courses_of(spawner)))
+                )
+            bundle = await self.build(spawner, self.delivery.paths(spawner))
+            await timed("session files", deliver(self.delivery, spawner, bundle))
+        finally:
+            _steps.reset(token)
+        steps.hook_done()
+        alongside = getattr(spawner, "alongside_start", None)
+        if pull is not None and alongside is not None:
+            # the local spawner runs the rest of the pull while the server process
+            # starts, and reports the server only once the pull is done as well
+            alongside(_log_when_done(spawner.user.name, steps, pull))
+            return
+        if pull is not None:
+            await pull
+        log_ready(spawner.user.name, steps)
+
+
+async def _log_when_done(username: str, steps: SpawnSteps, pull: Awaitable) -> None:
+    await pull
+    log_ready(username, steps)
+
+
+def log_ready(username: str, steps: SpawnSteps) -> None:
+    """The spawn's one line in the hub log (no secrets: names and seconds only)."""
+    log.info("lakehub: %s ready in %.2f s (%s)", username, steps.critical(), steps)
 
 
 class LakehubHooks(SessionHooks):
@@ -270,10 +354,12 @@ class LakehubHooks(SessionHooks):
                 log.warning("lakehub: Rucio setup for %s on %s failed: %s", username, name, exc)
                 problems.append(f"Rucio ({inst.title}): {exc}")
 
-        await asyncio.gather(*(provision(n) for n in self.accounts))
-
         now = int(self.clock())
-        token = await asyncio.to_thread(self.issuer.mint, username, now)
+        # the token does not depend on the account: signed while Rucio answers
+        token, *_ = await asyncio.gather(
+            timed("token", asyncio.to_thread(self.issuer.mint, username, now)),
+            *(timed(f"rucio {n}", provision(n)) for n in self.accounts),
+        )
         expires = now + self.issuer.lifetime
         return self.bundle(paths, account, token, expires, problems, self.courses_of(spawner))
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import pwd
+from collections.abc import Awaitable
 from pathlib import Path
 
 from jupyterhub.spawner import LocalProcessSpawner
@@ -29,6 +30,8 @@ def system_username(hub_username: str) -> str:
 
 
 class LakehubLocalSpawner(LocalProcessSpawner):
+    _home_lock: asyncio.Lock | None = None
+    _alongside: tuple[asyncio.Future, ...] = ()  # steps that finish during start()
     home_dir_template = Unicode(
         config=True, help="Home folder of a user; {username} is the hub username."
     )
@@ -49,7 +52,17 @@ class LakehubLocalSpawner(LocalProcessSpawner):
         return system_username(self.user.name) if self.isolated else None
 
     async def prepare_home(self) -> tuple[int, int] | None:
-        """Create the system account and the home folder; return its (uid, gid) or None."""
+        """Create the system account and the home folder; return its (uid, gid) or None.
+
+        The spawn's steps that work in the home (session files, course pull) run at the
+        same time and each asks for the home: one at a time, so the account is made once.
+        """
+        if self._home_lock is None:
+            self._home_lock = asyncio.Lock()
+        async with self._home_lock:
+            return await self._prepare_home()
+
+    async def _prepare_home(self) -> tuple[int, int] | None:
         home = Path(self.home_dir)
         if not self.isolated:
             global _warned_shared_uid
@@ -96,7 +109,36 @@ class LakehubLocalSpawner(LocalProcessSpawner):
         self._groups = (
             await asyncio.to_thread(os.getgrouplist, self.system_user, owner[1]) if owner else []
         )
-        return await super().start()
+        ip, port = await super().start()
+        pending, self._alongside = self._alongside, ()
+        await asyncio.gather(self.until_listening(ip, port), *pending)
+        return ip, port
+
+    def alongside_start(self, step: Awaitable) -> None:
+        """Let a spawn step (the course pull) finish while the server process starts;
+        ``start`` returns, and the hub shows the server, only once it is done too."""
+        self._alongside = (*self._alongside, asyncio.ensure_future(step))
+
+    async def until_listening(self, ip: str, port: int, every_s: float = 0.05) -> None:
+        """Return once the server accepts connections (or its process has ended).
+
+        The hub's own wait for the server's answer backs off with random pauses of up to
+        5 s, which adds about two seconds to each login on top of JupyterLab's start; a
+        local connection attempt every 50 ms costs nothing, and once it succeeds the
+        hub's first request finds the server up.  Never longer than ``http_timeout``,
+        after which the hub's own wait decides as before.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.http_timeout
+        while loop.time() < deadline and await self.poll() is None:
+            try:
+                _, writer = await asyncio.open_connection(ip or "127.0.0.1", port)
+            except OSError:
+                await asyncio.sleep(every_s)
+                continue
+            writer.close()
+            await writer.wait_closed()
+            return
 
     def make_preexec_fn(self, name):
         home = self.home_dir

@@ -7,8 +7,10 @@ connections, and Chromium would try them at every start).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from urllib.parse import urlparse
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -48,3 +50,18 @@ def sign_in(page, hub_url: str, username: str, password: str, next_path: str = "
     page.fill("#username_input", username)
     page.fill("#password_input", password)
     page.click("#login_submit")
+
+
+# where a browser lands after the hub's login form: the spawn form (a site that offers
+# more than one profile), the spawn's progress page, or the server itself
+_AFTER_LOGIN = re.compile(r"/hub/spawn($|[/?-])|/user/")
+
+
+def start_from_the_spawn_form(page, timeout_ms: float) -> bool:
+    """After "Sign in": if the hub shows its spawn form, press Start with the profile it
+    preselects, as a student would; True if there was a form."""
+    page.wait_for_url(_AFTER_LOGIN, wait_until="commit", timeout=timeout_ms)
+    if not urlparse(page.url).path.endswith("/hub/spawn"):
+        return False
+    page.click("#spawn_form [type=submit]", timeout=timeout_ms)
+    return True

@@ -13,7 +13,7 @@ import pytest
 from playwright.sync_api import expect
 
 from localstack.hubclient import approve_signup, signup
-from testkit.browser import chromium
+from testkit.browser import chromium, start_from_the_spawn_form
 from testkit.harness import unique_user
 
 pytestmark = pytest.mark.browser
@@ -47,6 +47,8 @@ def test_student_logs_in_and_finds_the_atlas_notebooks(local_stack, approved_stu
     page.fill("#username_input", student)
     page.fill("#password_input", password)
     page.click("#login_submit")
+    # the example site offers two profiles: the spawn form, Start with the preselected one
+    assert start_from_the_spawn_form(page, 120_000)
     # the hub spawns the server and redirects into JupyterLab
     expect(page.locator(".jp-LauncherCard").first).to_be_visible(timeout=120_000)
     assert re.search(rf"/user/{student}/lab", page.url)
@@ -63,6 +65,7 @@ def _log_in(page, url: str, student: str, password: str) -> None:
     page.fill("#username_input", student)
     page.fill("#password_input", password)
     page.click("#login_submit")
+    start_from_the_spawn_form(page, 120_000)
     expect(page.locator(".jp-LauncherCard").first).to_be_visible(timeout=120_000)
 
 

@@ -316,7 +316,7 @@ def test_student_pulls_through_an_nbgitpuller_link(course_stack):
 
     from localstack.hubclient import approve_signup, signup
     from testkit.browser import launch as launch_chromium
-    from testkit.browser import sign_in
+    from testkit.browser import sign_in, start_from_the_spawn_form
 
     stack, source = course_stack
     publish(stack, source, REV2)
@@ -333,6 +333,7 @@ def test_student_pulls_through_an_nbgitpuller_link(course_stack):
         try:
             page = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
             sign_in(page, stack.url, student, password)
+            start_from_the_spawn_form(page, 120_000)  # the site's profiles
             expect(page.locator(".jp-LauncherCard").first).to_be_visible(timeout=120_000)
             assert course_files(stack.home(student)) == REV2  # pulled at spawn
 

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from lakehub.contract import NOTICE_FILE as NOTICE_NAME
+from lakehub.contract import SESSION_DIR, TOKEN_FILE
 from localstack.procs import wait_until
 from spawner_hooks.names import rucio_account
 from testkit.harness import run_in_kernel, unique_user
@@ -108,6 +109,14 @@ def test_session_works_as_the_users_own_rucio_account(local_stack):
     for secret in local_stack.secrets_on_disk():
         assert secret not in env_text
         assert secret not in result["home_text"]
+    # the hub log says how long each spawn step took, and never shows the token
+    hub_log = (local_stack.paths.logs / "hub.log").read_text()
+    ready = [ln for ln in hub_log.splitlines() if f"lakehub: {user} ready in " in ln]
+    assert len(ready) == 1, ready
+    for step in (f"rucio {local_stack.site.rucio.default.name}", "token", "session files"):
+        assert f"{step} " in ready[0]
+    token = (local_stack.home(user) / SESSION_DIR / TOKEN_FILE).read_text().strip()
+    assert token and token not in hub_log
 
 
 def test_rucio_jupyterlab_lists_the_dataset_as_the_user(local_stack):
@@ -135,6 +144,23 @@ def test_rucio_jupyterlab_lists_the_dataset_as_the_user(local_stack):
     assert names == [
         f"{demo.scope}:demo.GamGam.data_{i:02d}.root" for i in range(1, demo.files + 1)
     ]
+
+
+def test_the_dask_panels_server_side_answers_after_its_late_load(local_stack):
+    """lakehub's extension loads dask-labextension's server side after the server started
+    (its import is slow); the Dask panel's request for clusters must then succeed."""
+    user = unique_user("dask")
+    spawn(local_stack, user)
+    url = f"{local_stack.url}/user/{user}/dask/clusters"
+    headers = {"Authorization": f"token {local_stack.admin_token}"}
+
+    def listed() -> bool:
+        r = httpx.get(url, headers=headers, timeout=60)
+        return r.status_code == 200 and r.json() == []
+
+    wait_until(listed, timeout=60, what="the Dask panel's cluster list")
+    hub_log = (local_stack.paths.logs / "hub.log").read_text()
+    assert "could not load the server extension" not in hub_log
 
 
 def test_one_student_cannot_read_another_students_token(local_stack):
