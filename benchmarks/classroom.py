@@ -315,7 +315,9 @@ def classroom_run(args: argparse.Namespace, out: IO[str], database: str) -> None
         source_before = cache_stats(stack)["source_bytes"]
         requests_before = len(rucio_requests(stack))
         log(f"classroom-{database}: {n} students arrive over {args.classroom_window:.0f} s")
+        load_before = os.getloadavg()[0]
         facts = asyncio.run(storm(stack, students, did, args.classroom_timeout))
+        load_after = os.getloadavg()[0]
         requests = rucio_requests(stack)[requests_before:]
         source = cache_stats(stack)["source_bytes"] - source_before
         log_errors = len(hub_log_problems(stack.paths.state))
@@ -337,7 +339,9 @@ def classroom_run(args: argparse.Namespace, out: IO[str], database: str) -> None
         "hooks": "every lakehub hook: system account, home, Rucio account, token, course, cache",
         "wall_s": round(facts["wall_s"], 1),
         "cpus": os.cpu_count(),
+        "loadavg_1m_before_after": [round(load_before, 2), round(load_after, 2)],
         "hub_log_error_lines": log_errors,
+        "date": time.strftime("%Y-%m-%d"),
     }
     steps = {
         k: round(statistics.median(s.steps[k] for s in students if k in s.steps), 3)
