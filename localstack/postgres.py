@@ -164,7 +164,8 @@ def start(paths: StackPaths, port: int) -> int:
 
 def _accepts(paths: StackPaths, port: int) -> bool:
     result = subprocess.run(
-        [str(bin_dir() / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(port), "-U", ROLE, "-d", "postgres"],
+        [str(bin_dir() / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(port)]
+        + ["-U", ROLE, "-d", "postgres"],
         env=_client_env(paths),
         capture_output=True,
     )
