@@ -55,7 +55,7 @@ import httpx
 
 from benchmarks.common import Family, count, emit, hub_log_problems, log, option, running_stack
 from lakehub.contract import ENV_CACHE_URL, SESSION_DIR, TOKEN_FILE
-from localstack import procs, rucio_server
+from localstack import postgres, procs, rucio_server
 from localstack.hubclient import login, signup
 from localstack.stack import HUB, demo_did
 from sitefile.state import REPO
@@ -67,6 +67,7 @@ CPU = "classroom_hub_cpu_mean"
 API = "classroom_hub_api_p99_ms"
 RUCIO = "classroom_rucio_requests_per_login"
 SOURCE = "classroom_cache_source_bytes_ratio"
+OTHERS = (rucio_server.PROCESS, postgres.PROCESS)  # measured with the hub: Rucio, its database
 FIGURES = (FAILURES, P99, CPU, API, RUCIO, SOURCE)
 READY_GOAL_S = 10.0
 CPU_GOAL = 1.0
@@ -237,6 +238,32 @@ async def attend(
             s.ok_after_retry = False
 
 
+def stack_cpu_seconds(roots: list[int]) -> float:
+    """CPU seconds of every process under ``roots`` (the hub, Rucio, PostgreSQL), each
+    with its finished children's (the hooks' helpers, git, useradd); the light servers
+    are left out: they stand in for what is not measured here."""
+    tick = os.sysconf("SC_CLK_TCK")
+    table: dict[int, tuple[int, float, bool]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            light = b"light_server.py" in (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        used = sum(int(f) for f in fields[11:15]) / tick
+        table[int(entry.name)] = (int(fields[1]), used, light)
+    total = 0.0
+    for pid, (_parent, used, light) in table.items():
+        node = pid
+        while node not in roots and node in table and node > 1:
+            node = table[node][0]
+        if node in roots and not light:
+            total += used
+    return total
+
+
 def cpu_seconds(pid: int) -> tuple[float, float]:
     """(the process's own CPU seconds, with its waited-for children's)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -279,14 +306,15 @@ async def storm(stack: Stack, students: list[Student], did: str, limit_s: float)
     async with httpx.AsyncClient(
         base_url=stack.url, headers={"Authorization": f"token {stack.admin_token}"}, timeout=120
     ) as admin:
-        cpu0 = cpu_seconds(pid)
+        roots = [pid, *(p for p in (procs.running(n, stack.paths.run) for n in OTHERS) if p)]
+        cpu0, stack0 = cpu_seconds(pid), stack_cpu_seconds(roots)
         began = time.monotonic()
         watcher = asyncio.create_task(watch_hub(admin, pid, done, api_ms, cpu_per_s))
         await asyncio.gather(
             *(attend(stack, s, did, began, limit_s, admin, sizes) for s in students)
         )
         wall = time.monotonic() - began
-        cpu1 = cpu_seconds(pid)
+        cpu1, stack1 = cpu_seconds(pid), stack_cpu_seconds(roots)
         done.set()
         await watcher
     return {
@@ -294,6 +322,7 @@ async def storm(stack: Stack, students: list[Student], did: str, limit_s: float)
         "hub_cpu": (cpu1[0] - cpu0[0]) / wall,
         "hub_cpu_with_children": (cpu1[1] - cpu0[1]) / wall,
         "hub_cpu_peak_1s": max(cpu_per_s, default=0.0),
+        "stack_cpu_s_per_login": (stack1 - stack0) / len(students),
         "api_ms": api_ms,
         "dataset_bytes": sum(sizes.values()),
     }
@@ -382,8 +411,13 @@ def classroom_run(args: argparse.Namespace, out: IO[str], database: str) -> None
         unit="cores",
         peak_1s=round(facts["hub_cpu_peak_1s"], 3),
         with_children=round(facts["hub_cpu_with_children"], 3),
+        stack_cpu_s_per_login=round(facts["stack_cpu_s_per_login"], 3),
+        logins_per_minute_per_core=round(60 / facts["stack_cpu_s_per_login"], 1),
         note="the hub process's utime+stime from /proc over the storm's wall time;"
-        " with_children adds its finished children (hook helpers, useradd)",
+        " with_children adds its finished children (hook helpers, useradd);"
+        " stack_cpu_s_per_login: CPU of the hub, its helpers and services, Rucio and its"
+        " database per student (light servers left out), whatever else loads the machine;"
+        " logins_per_minute_per_core: 60 / that, what one dedicated core sustains",
         **context,
     )
     api = facts["api_ms"]

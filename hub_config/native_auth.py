@@ -11,6 +11,8 @@ reads and writes stay on the event loop, where the hub's database session lives.
 from __future__ import annotations
 
 import asyncio
+import os
+from concurrent.futures import ThreadPoolExecutor
 
 import bcrypt
 from nativeauthenticator import NativeAuthenticator
@@ -18,6 +20,9 @@ from nativeauthenticator import NativeAuthenticator
 # what ``JupyterHub.authenticator_class`` names, locally and on Kubernetes (the hub image
 # carries hub_config); the NativeAuthenticator config section applies to it unchanged
 CLASS_PATH = "hub_config.native_auth.LakehubNativeAuthenticator"
+# one bcrypt check per core at a time: a class logging in at once queues here instead of
+# taking every core from the spawns already under way
+_CHECKS = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="bcrypt")
 
 
 def password_matches(stored_hash: bytes, password: str) -> bool:
@@ -37,7 +42,8 @@ class LakehubNativeAuthenticator(NativeAuthenticator):
         if self.allowed_failed_logins and self.is_blocked(username):
             return None
         stored = user.password
-        matches = await asyncio.to_thread(password_matches, stored, data["password"])
+        loop = asyncio.get_running_loop()
+        matches = await loop.run_in_executor(_CHECKS, password_matches, stored, data["password"])
         valid = matches and user.is_authorized
         if valid and user.has_2fa:
             valid = user.is_valid_token(data.get("2fa"))

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import re
 import shutil
+import subprocess
 
 import bcrypt
 import httpx
@@ -28,11 +29,13 @@ from hub_config.native_auth import LakehubNativeAuthenticator
 from localstack import rucio_server
 from localstack.bootstrap import admin_client
 from localstack.hubclient import HubError
+from sitefile.state import REPO
 from spawner_hooks.names import rucio_account
 from spawner_hooks.rucio import AdminCredentials, RucioAccounts
 from testkit.harness import stack_folder, start_stack, stop_stack, unique_user, write_site
 from tokens.mint import oidc_identity
 
+COURSE = {"name": "demo", "source": str(REPO / "examples/courses/demo"), "target": "course-demo"}
 _REQUEST = re.compile(r'"(GET|POST|PUT|DELETE) (/[^ "]*) HTTP')
 
 
@@ -125,10 +128,15 @@ def pg_stack():
 
 @pytest.fixture(scope="module")
 def sqlite_stack():
+    """SQLite Rucio, with the demo course published."""
+    from courses.local import push
+
     folder = stack_folder()
-    site = write_site(folder)
+    site = write_site(folder, courses=[COURSE])
     try:
-        yield start_stack(folder / "state", site, light_servers=True)
+        stack = start_stack(folder / "state", site, light_servers=True)
+        push(stack.site, stack.paths, COURSE["name"])
+        yield stack
     finally:
         stop_stack(folder / "state")
         shutil.rmtree(folder, ignore_errors=True)
@@ -246,3 +254,14 @@ def test_a_failed_spawn_can_be_retried_and_the_student_gets_a_working_token(sqli
     assert _whoami(stack, name) == rucio_account(name)
     client = admin_client(stack.site.rucio.default, stack.paths)
     assert len(list(client.list_identities(rucio_account(name)))) == 1
+    # the course is there, fetched as a shallow clone (one commit, not the history)
+    course = stack.home(name) / COURSE["target"]
+    assert any(p.suffix == ".ipynb" for p in course.rglob("*")), sorted(course.iterdir())
+    shallow = subprocess.run(
+        ["git", "-c", "safe.directory=*", "-C", str(course)]
+        + ["rev-parse", "--is-shallow-repository"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert shallow.stdout.strip() == "true"
