@@ -481,7 +481,8 @@ class Local(_Model):
         if len(set(ports)) != len(ports):
             raise ValueError(
                 "local: hub_port, hub_api_port, proxy_api_port, issuer_port, cache_port,"
-                f" dask_gateway_port (and rucio_database_port) must differ, got {ports}"
+                " dask_gateway_port must differ (and rucio_database_port for postgresql),"
+                f" got {ports}"
             )
         return self
 
