@@ -28,8 +28,8 @@ classroom_hub_api_p99_ms
     p99 of its answers.  Goal < 1000.
 classroom_rucio_requests_per_login
     Requests the Rucio server logged (its access log) during the storm, per student whose
-    spawn ran the hooks (a home was made), without the cache service's periodic rule poll.  Goal: a small constant, the same
-    for 20 and 200 students.
+    spawn ran the hooks (a home was made), without the cache service's periodic rule
+    poll.  Goal: a small constant, the same for 20 and 200 students.
 classroom_cache_source_bytes_ratio
     Bytes the cache service read from the source RSE during the storm over the
     dataset's size.  Goal 1.0: the class downloads it once.
