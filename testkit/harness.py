@@ -24,7 +24,7 @@ import yaml
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import websocket_connect
 
-from localstack import procs, rucio_server, stack
+from localstack import postgres, procs, rucio_server, stack
 from localstack.hubclient import HubAdmin
 from sitefile import Site, load_site
 from sitefile.state import REPO, StackPaths, venv_bin
@@ -120,6 +120,8 @@ class Stack:
     def secrets_on_disk(self) -> list[str]:
         """Every password and private key the stack holds (for leak checks)."""
         found = [self.paths.rucio_root_password.read_text().strip(), self.admin_token]
+        if postgres.password_file(self.paths).exists():  # Rucio's database, when PostgreSQL
+            found.append(postgres.password(self.paths))
         if self.paths.demo_logins.exists():
             found += [ln.split(":", 1)[1] for ln in self.paths.demo_logins.read_text().split()]
         key = json.loads(self.paths.issuer_key.read_text())

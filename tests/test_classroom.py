@@ -26,7 +26,7 @@ import pytest
 
 from hub_config.local import issuer_url
 from hub_config.native_auth import LakehubNativeAuthenticator
-from localstack import rucio_server
+from localstack import postgres, rucio_server
 from localstack.bootstrap import admin_client
 from localstack.hubclient import HubError
 from sitefile.state import REPO
@@ -187,6 +187,12 @@ def test_rucio_on_postgresql_creates_accounts_with_a_constant_number_of_requests
     stack = pg_stack
     cfg = (stack.paths.rucio / "rucio.cfg").read_text()
     assert "postgresql+psycopg://" in cfg and "sqlite" not in cfg
+    # its password is in 0600 files only, and in no log
+    for private in (stack.paths.rucio / "rucio.cfg", stack.paths.rucio / "alembic.ini"):
+        assert private.stat().st_mode & 0o077 == 0, private
+    secret = postgres.password(stack.paths)
+    for log in stack.paths.logs.iterdir():
+        assert secret not in log.read_text(errors="replace"), log
     accounts = _accounts(stack)
     try:
         per_student = []
