@@ -16,7 +16,8 @@ Rucio on SQLite and once on PostgreSQL (``--classroom-database``).
 classroom_failures
     Students without a ready server, a non-empty token, the course material and the
     dataset from the cache at the end of their first attempt.  Goal 0.  A student whose
-    spawn failed retries once (context: ``ok_after_retry``).
+    spawn failed tries again as a person would: after the wait the hub's page names when
+    throttled, else once more (context: ``ok_after_retry``, within the timeout).
 classroom_login_to_ready_p99_s
     Seconds from pressing "Sign in" until the server answered through the proxy, p99
     over the students.  Goal < 10.
@@ -159,9 +160,19 @@ async def wait_for_spawn(client: httpx.AsyncClient, name: str, limit_s: float) -
     raise RuntimeError("the progress stream ended before the server was ready")
 
 
+class Throttled(RuntimeError):
+    """JupyterHub's "Too many users trying to log in right now. Try again in N seconds"."""
+
+    def __init__(self, retry_after_s: float):
+        super().__init__(f"throttled by the hub (429), try again in {retry_after_s:.0f} s")
+        self.retry_after_s = retry_after_s
+
+
 async def spawn_until_answered(client: httpx.AsyncClient, name: str, limit_s: float) -> dict:
     """From the hub's home page to the server answering through the proxy: its env."""
     r = await client.get("/hub/", follow_redirects=True, timeout=limit_s)
+    if r.status_code == 429:
+        raise Throttled(float(r.headers.get("Retry-After") or 30))
     if not r.url.path.startswith(f"/user/{name}/") or r.status_code != 200:
         if "/hub/spawn-pending/" not in r.url.path:
             raise RuntimeError(f"the hub sent the student to {r.url.path} (HTTP {r.status_code})")
@@ -199,6 +210,35 @@ def fetch_dataset(stack: Stack, did: str, env: dict, home: Path) -> list[dict]:
     return [{"path": p, "bytes": Path(p).stat().st_size} for p in paths]
 
 
+async def retry(
+    client: httpx.AsyncClient,
+    admin: httpx.AsyncClient,
+    name: str,
+    first: Exception,
+    deadline: float,
+) -> dict:
+    """What a student does after a failed start: wait as long as the hub's page says
+    (when throttled) or until the failed server is gone, and try again, until the
+    deadline (``time.perf_counter()``)."""
+    problem: Exception = first
+    while True:
+        if isinstance(problem, Throttled):
+            await asyncio.sleep(problem.retry_after_s)
+        else:
+            await server_gone(admin, name)
+        left = deadline - time.perf_counter()
+        if left <= 0:
+            raise problem
+        try:
+            return await spawn_until_answered(client, name, left)
+        except Throttled as exc:
+            problem = exc
+        except (RuntimeError, httpx.HTTPError):
+            await server_gone(admin, name)  # one more plain try, then give up
+            left = max(1.0, deadline - time.perf_counter())
+            return await spawn_until_answered(client, name, left)
+
+
 async def attend(
     stack: Stack,
     s: Student,
@@ -221,8 +261,7 @@ async def attend(
                 env = await spawn_until_answered(client, s.name, limit_s)
             except (RuntimeError, httpx.HTTPError) as exc:
                 s.failure = f"first spawn: {exc}"
-                await server_gone(admin, s.name)
-                env = await spawn_until_answered(client, s.name, limit_s)
+                env = await retry(client, admin, s.name, exc, t0 + limit_s)
                 s.ok_after_retry = True
             s.steps["ready_s"] = time.perf_counter() - t0
             course = home / COURSE["target"]
@@ -389,7 +428,8 @@ def classroom_run(args: argparse.Namespace, out: IO[str], database: str) -> None
         ok_after_retry=len(retried),
         reasons=sorted({(s.failure or "")[:160] for s in failed + retried})[:10],
         note="a failure: no ready server, token, course material or dataset at the end of"
-        " the first attempt; such a student retries once",
+        " the first attempt; such a student tries again (after the wait the hub names when"
+        " it throttles) within the timeout",
         **context,
     )
     p99 = quantile(ready, 0.99) if ready else float("inf")
