@@ -4,7 +4,8 @@ Every figure is one JSON object on its own line on stdout,
 ``{"figure": NAME, "value": NUMBER, ...context}``; nothing else is written there.
 Progress and diagnostics go to stderr.  Each family lives in a module of its own, which
 says what its figures measure: ``spawn`` (hooks vs vanilla, many at once), ``login``
-(a student's wait from "Sign in" to JupyterLab), ``cache``
+(a student's wait from "Sign in" to JupyterLab), ``classroom`` (a class of 200 logging in
+within two minutes), ``cache``
 (the shared dataset cache), ``hyy`` (the H->yy selection vs a raw read), ``tokens`` (the
 token service's cost), ``dask_scaleout`` (the Dask Gateway), ``k8s`` (KubeSpawner starts
 against a real apiserver), ``cluster`` (the whole release on a real one-node cluster),
@@ -14,7 +15,8 @@ Ratios of timed runs come from pairs of runs made back to back, which goes first
 alternating; the value is the median of the pairs' ratios.  Every stack started here is
 stopped (by PID) on the way out, also on an error, Ctrl-C or SIGTERM.
 
-    python -m benchmarks [--only FIGURE] [family options]
+    python -m benchmarks [FAMILY ...] [--only FIGURE] [family options]
+    python -m benchmarks classroom --students 20
 """
 
 from __future__ import annotations
@@ -28,27 +30,38 @@ import time
 import traceback
 from pathlib import Path
 
-from benchmarks import cache, cluster, courses, dask_scaleout, hyy, k8s, login, spawn, tokens
+from benchmarks import (
+    cache,
+    classroom,
+    cluster,
+    courses,
+    dask_scaleout,
+    hyy,
+    k8s,
+    login,
+    spawn,
+    tokens,
+)
 from benchmarks.common import claim_stdout, count, log, terminate
 from benchmarks.data import BenchData
 
-FAMILIES = (
-    *spawn.FAMILIES,
-    *login.FAMILIES,
-    *cache.FAMILIES,
-    *hyy.FAMILIES,
-    *tokens.FAMILIES,
-    *dask_scaleout.FAMILIES,
-    *k8s.FAMILIES,
-    *cluster.FAMILIES,
-    *courses.FAMILIES,
-)
+MODULES = (spawn, login, classroom, cache, hyy, tokens, dask_scaleout, k8s, cluster, courses)
+# ``python -m benchmarks classroom``: the families of one module, by its name
+BY_MODULE = {m.__name__.rsplit(".", 1)[1]: m.FAMILIES for m in MODULES}
+FAMILIES = tuple(family for m in MODULES for family in m.FAMILIES)
 FIGURES = tuple(f for family in FAMILIES for f in family.figures)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument(
+        "modules",
+        nargs="*",
+        choices=[[], *BY_MODULE],
+        metavar="FAMILY",
+        help=f"run only these families ({', '.join(BY_MODULE)}; default: all)",
     )
     parser.add_argument("--only", choices=FIGURES, help="run only what this figure needs")
     parser.add_argument(
@@ -75,8 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     args.bench_data = BenchData(folder, args.gamgam_files, args.gamgam_events)
     began = time.monotonic()
     failed = []
+    chosen = [f for m in args.modules for f in BY_MODULE[m]] if args.modules else FAMILIES
     try:
-        for family in FAMILIES:
+        for family in chosen:
             wanted = [f for f in family.figures if args.only in (None, f)]
             if not wanted:
                 continue

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from courses.local import git_system_config, revisions_file, sources
 from courses.usage import sessions_file
-from hub_config import course_access
+from hub_config import course_access, native_auth
 from hub_config.scopes import CACHE_ACCESS, DASK_ACCESS, server_token_scopes, user_scopes
 from hub_services.cache.config import service_config
 from hub_services.dask_gateway import config as dask_config
@@ -26,6 +26,7 @@ from lakehub.contract import (
     ENV_DASK_CONFIG,
     ENV_HOOKS,
     ENV_MOCK_SERVERS,
+    ENV_SERVER_CMD,
     ENV_SINGLEUSER_ENV,
     ENV_SITE,
     ISSUER_SERVICE,
@@ -210,6 +211,7 @@ def configure(
     with_hooks: bool = True,
     mock_servers: bool = False,
     single_user_env: str = "analysis",
+    server_cmd: list[str] | None = None,
 ) -> None:
     """Fill the traitlets config ``c`` for the local stack.
 
@@ -218,6 +220,8 @@ def configure(
     (``jupyterhub.tests.mocksu``); the benchmarks use both to measure the hooks alone.
     ``single_user_env`` names the environment servers run from: ``analysis`` (what the
     image holds), or ``vanilla``, a plain JupyterLab the benchmarks compare with.
+    ``server_cmd`` replaces the server's command altogether (the classroom benchmark's
+    light servers).
     """
     if site.local is None:
         raise ValueError("the site file has no 'local' section; the local stack needs one")
@@ -239,8 +243,9 @@ def configure(
     c.ConfigurableHTTPProxy.pid_file = str(paths.hub / "proxy.pid")
 
     # Authentication: NativeAuthenticator keeps bcrypt password hashes in the hub's
-    # database; its admin approval is the allow rule, hence allow_all.
-    c.JupyterHub.authenticator_class = "nativeauthenticator.NativeAuthenticator"
+    # database; its admin approval is the allow rule, hence allow_all.  lakehub's subclass
+    # checks the password in a thread, not on the hub's event loop.
+    c.JupyterHub.authenticator_class = native_auth.CLASS_PATH
     c.Authenticator.admin_users = set(site.auth.admin_users)
     c.Authenticator.allow_all = True
     c.NativeAuthenticator.open_signup = False
@@ -252,7 +257,9 @@ def configure(
     c.JupyterHub.spawner_class = "spawner_hooks.local_spawner.LakehubLocalSpawner"
     c.LakehubLocalSpawner.home_dir_template = str(paths.homes / "{username}")
     c.LakehubLocalSpawner.system_users_file = str(paths.system_users)
-    if mock_servers:
+    if server_cmd:
+        c.Spawner.cmd = list(server_cmd)
+    elif mock_servers:
         c.Spawner.cmd = [str(venv_bin(single_user_env, "python")), "-m", "jupyterhub.tests.mocksu"]
     else:
         c.Spawner.cmd = [str(venv_bin(single_user_env, "jupyterhub-singleuser"))]
@@ -333,4 +340,5 @@ def load_from_environment(c) -> None:
         with_hooks=os.environ.get(ENV_HOOKS, "1") != "0",
         mock_servers=os.environ.get(ENV_MOCK_SERVERS, "0") == "1",
         single_user_env=os.environ.get(ENV_SINGLEUSER_ENV) or "analysis",
+        server_cmd=json.loads(os.environ.get(ENV_SERVER_CMD) or "null"),
     )

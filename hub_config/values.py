@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from courses.cluster import SCOPES as COURSE_STATUS_SCOPES
-from hub_config import course_access
+from hub_config import course_access, native_auth
 from hub_config.scopes import CACHE_ACCESS, server_token_scopes, user_scopes
 from hub_services.cache.config import service_config
 from lakehub import contract as lc
@@ -187,7 +187,7 @@ def authenticator_config(site: Site) -> dict:
             "GenericOAuthenticator": oauth,
         }
     return {
-        "JupyterHub": {"authenticator_class": "nativeauthenticator.NativeAuthenticator"},
+        "JupyterHub": {"authenticator_class": native_auth.CLASS_PATH},
         "Authenticator": {"admin_users": list(auth.admin_users), "allow_all": True},
         "NativeAuthenticator": {
             "open_signup": False,

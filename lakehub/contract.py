@@ -135,6 +135,7 @@ ENV_HOME = "LAKEHUB_HOME"
 ENV_STATE = "LAKEHUB_STATE"
 ENV_HOOKS = "LAKEHUB_HOOKS"
 ENV_MOCK_SERVERS = "LAKEHUB_MOCK_SERVERS"
+ENV_SERVER_CMD = "LAKEHUB_SERVER_CMD"  # JSON argv servers run instead (benchmarks' light ones)
 ENV_SINGLEUSER_ENV = "LAKEHUB_SINGLEUSER_ENV"  # the environment servers run from (analysis)
 # the Dask Gateway's (local config file; gateway pods on Kubernetes)
 ENV_DASK_CONFIG = "LAKEHUB_DASK_CONFIG"

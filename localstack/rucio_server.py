@@ -1,9 +1,11 @@
 """The embedded Rucio server: configuration, database, and a gunicorn process.
 
-SQLite with exactly one gunicorn worker and one thread (SQLite locks under concurrent
-writers).  The server lives in its own environment (``venvs/rucio-server``) because the
-server package pins its own dependencies; this module only writes files and starts
-processes, so it runs from the hub/dev environment.
+Its database is SQLite (one gunicorn worker with one thread: SQLite locks under
+concurrent writers) or, with ``local.rucio_database: postgresql``, a PostgreSQL of the
+stack's own (:mod:`localstack.postgres`) and several workers, as a site runs Rucio.
+The server lives in its own environment (``venvs/rucio-server``) because the server
+package pins its own dependencies; this module only writes files and starts processes,
+so it runs from the hub/dev environment.
 """
 
 from __future__ import annotations
@@ -14,21 +16,42 @@ import json
 import os
 import secrets
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 from lakehub.files import atomic_write, write_private
-from localstack import procs
+from localstack import postgres, procs
 from sitefile.state import StackPaths, venv_bin
 
 ROOT_USERNAME = "root"
 PROCESS = "rucio"
+ACCESS_LOG = "rucio-access.log"  # one line per request (the classroom benchmark counts them)
 
 
-def server_cfg(paths: StackPaths, root_password: str, issuer_url: str) -> str:
+@dataclass(frozen=True)
+class Database:
+    """Where the server keeps its data: ``sqlite`` (a file) or ``postgresql`` (the
+    stack's own server on 127.0.0.1:``port``)."""
+
+    kind: str = "sqlite"
+    port: int | None = None
+
+    @property
+    def workers(self) -> tuple[int, int]:
+        """gunicorn's (workers, threads): SQLite takes one writer at a time."""
+        return (1, 1) if self.kind == "sqlite" else (2, 4)
+
+
+SQLITE = Database()
+
+
+def server_cfg(
+    paths: StackPaths, root_password: str, issuer_url: str, database: Database = SQLITE
+) -> str:
     """The server's rucio.cfg (kept apart from any client config)."""
     cfg = configparser.ConfigParser(interpolation=None)
     cfg["common"] = {"logdir": str(paths.logs), "loglevel": "WARNING", "mailtemplatedir": ""}
-    cfg["database"] = {"default": db_url(paths)}
+    cfg["database"] = {"default": db_url(paths, database)}
     cfg["bootstrap"] = {
         "userpass_identity": ROOT_USERNAME,
         "userpass_pwd": root_password,
@@ -43,7 +66,10 @@ def server_cfg(paths: StackPaths, root_password: str, issuer_url: str) -> str:
     return buf.getvalue()
 
 
-def db_url(paths: StackPaths) -> str:
+def db_url(paths: StackPaths, database: Database = SQLITE) -> str:
+    if database.kind == "postgresql":
+        assert database.port is not None
+        return postgres.url(paths, database.port)
     return f"sqlite:///{paths.rucio / 'rucio.db'}"
 
 
@@ -89,8 +115,9 @@ def _server_env(paths: StackPaths) -> dict[str, str]:
     return env
 
 
-def configure(paths: StackPaths, issuer_url: str) -> None:
-    """Write the server's files; keeps an existing root password (idempotent)."""
+def configure(paths: StackPaths, issuer_url: str, database: Database = SQLITE) -> None:
+    """Write the server's files; keeps an existing root password (idempotent).  For
+    PostgreSQL, its server must be running (:func:`localstack.postgres.start`)."""
     paths.rucio.mkdir(parents=True, exist_ok=True)
     (paths.rucio / "tmp").mkdir(exist_ok=True)
     paths.logs.mkdir(parents=True, exist_ok=True)
@@ -108,10 +135,10 @@ def configure(paths: StackPaths, issuer_url: str) -> None:
         capture_output=True,
         text=True,
     ).stdout.strip()
-    write_private(paths.rucio / "rucio.cfg", server_cfg(paths, password, issuer_url))
-    atomic_write(
+    write_private(paths.rucio / "rucio.cfg", server_cfg(paths, password, issuer_url, database))
+    write_private(  # the database URL may hold its password
         paths.rucio / "alembic.ini",
-        alembic_ini(Path(site_packages) / "db/sqla/migrate_repo", db_url(paths)),
+        alembic_ini(Path(site_packages) / "db/sqla/migrate_repo", db_url(paths, database)),
     )
     atomic_write(paths.rucio / "idpsecrets.json", json.dumps(idpsecrets(issuer_url), indent=2))
 
@@ -124,13 +151,17 @@ create_root_account()
 """
 
 
-def init_database(paths: StackPaths) -> bool:
+def init_database(paths: StackPaths, database: Database = SQLITE) -> bool:
     """Create the schema and the root account once; True if it was created now."""
     marker = paths.rucio / "db-initialised"
     if marker.exists():
         return False
-    db = paths.rucio / "rucio.db"
-    db.unlink(missing_ok=True)  # a half-made database from an interrupted run
+    # a half-made database from an interrupted run is made again
+    if database.kind == "postgresql":
+        assert database.port is not None
+        postgres.fresh_database(paths, database.port)
+    else:
+        (paths.rucio / "rucio.db").unlink(missing_ok=True)
     result = subprocess.run(
         [str(venv_bin("rucio-server", "python")), "-c", _INIT_DB],
         env=_server_env(paths),
@@ -143,11 +174,15 @@ def init_database(paths: StackPaths) -> bool:
     return True
 
 
-def start(paths: StackPaths, port: int, host: str = "127.0.0.1") -> int:
-    """Start gunicorn (1 worker, 1 thread) on host:port and wait for /ping.  The host is
-    the loopback address, or the address of a one-node cluster's node for its pods."""
+def start(
+    paths: StackPaths, port: int, host: str = "127.0.0.1", database: Database = SQLITE
+) -> int:
+    """Start gunicorn on host:port and wait for /ping.  The host is the loopback
+    address, or the address of a one-node cluster's node for its pods.  Every request
+    gets a line in ``logs/rucio-access.log``."""
     pid = procs.running(PROCESS, paths.run)
     url = f"http://{host}:{port}"
+    workers, threads = database.workers
     if pid is None:
         log_path = paths.logs / "rucio.log"
         pid = procs.serve(
@@ -156,9 +191,11 @@ def start(paths: StackPaths, port: int, host: str = "127.0.0.1") -> int:
                 str(venv_bin("rucio-server", "gunicorn")),
                 "--no-control-socket",
                 "--workers",
-                "1",
+                str(workers),
                 "--threads",
-                "1",
+                str(threads),
+                "--access-logfile",
+                str(paths.logs / ACCESS_LOG),
                 "--bind",
                 f"{host}:{port}",
                 "--timeout",
@@ -176,4 +213,6 @@ def start(paths: StackPaths, port: int, host: str = "127.0.0.1") -> int:
 
 
 def stop(paths: StackPaths) -> bool:
-    return procs.stop(PROCESS, paths.run)
+    """Stop the server, then its PostgreSQL if it has one; True if either ran."""
+    stopped = procs.stop(PROCESS, paths.run)
+    return postgres.stop(paths) or stopped

@@ -11,6 +11,7 @@ everything that exists.  ``down`` stops what ``up`` started, by PID, and keeps t
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import secrets
 import shutil
@@ -22,6 +23,7 @@ from pathlib import Path
 from lakehub.contract import (
     ENV_HOOKS,
     ENV_MOCK_SERVERS,
+    ENV_SERVER_CMD,
     ENV_SINGLEUSER_ENV,
     ENV_SITE,
     ENV_STATE,
@@ -29,7 +31,7 @@ from lakehub.contract import (
     LOCAL_COURSE_GROUP_PREFIX,
 )
 from lakehub.files import write_private
-from localstack import procs, rucio_server
+from localstack import postgres, procs, rucio_server
 from localstack.bootstrap import DemoDataChanged
 from localstack.hubclient import HubAdmin, HubError, approve_signup, signup
 from sitefile import Site, SiteError, load_site
@@ -72,6 +74,7 @@ def hub_env(
     with_hooks: bool = True,
     mock_servers: bool = False,
     single_user_env: str = "analysis",
+    server_cmd: list[str] | None = None,
 ) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RUCIO_", "JUPYTER"))}
     env.update(
@@ -85,18 +88,34 @@ def hub_env(
             "TMPDIR": str(paths.hub / "tmp"),
         }
     )
+    if server_cmd:
+        env[ENV_SERVER_CMD] = json.dumps(server_cmd)
     return env
+
+
+def rucio_database(site: Site) -> rucio_server.Database:
+    assert site.local is not None
+    if site.local.rucio_database == "postgresql":
+        return rucio_server.Database("postgresql", site.local.rucio_database_port)
+    return rucio_server.SQLITE
 
 
 def start_rucio(site: Site, paths: StackPaths, issuer_url: str) -> None:
     port = site.embedded_rucio_port
     if port is None:
         return
-    rucio_server.configure(paths, issuer_url)
-    if rucio_server.init_database(paths):
-        say("created the Rucio database and its root account")
+    database = rucio_database(site)
+    if database.kind == "postgresql":
+        say(
+            f"starting PostgreSQL for Rucio on 127.0.0.1:{database.port}"
+            f" (log: {paths.logs / 'postgresql.log'})"
+        )
+        postgres.start(paths, database.port)
+    rucio_server.configure(paths, issuer_url, database)
+    if rucio_server.init_database(paths, database):
+        say(f"created the Rucio database ({database.kind}) and its root account")
     say(f"starting Rucio on http://127.0.0.1:{port} (log: {paths.logs / 'rucio.log'})")
-    rucio_server.start(paths, port)
+    rucio_server.start(paths, port, database=database)
 
 
 def load_demo_data(site: Site, paths: StackPaths, progress: bool = True) -> None:
@@ -123,6 +142,7 @@ def start_hub(
     with_hooks: bool = True,
     mock_servers: bool = False,
     single_user_env: str = "analysis",
+    server_cmd: list[str] | None = None,
 ) -> int:
     assert site.local is not None
     if not chp_binary().exists():
@@ -156,6 +176,7 @@ def start_hub(
             with_hooks=with_hooks,
             mock_servers=mock_servers,
             single_user_env=single_user_env,
+            server_cmd=server_cmd,
         ),
         cwd=paths.hub,
     )
@@ -278,7 +299,7 @@ def clean(paths: StackPaths) -> int:
 
 
 def status(paths: StackPaths) -> int:
-    for name in (HUB, rucio_server.PROCESS):
+    for name in (HUB, rucio_server.PROCESS, postgres.PROCESS):
         pid = procs.running(name, paths.run)
         print(f"{name:12} {'running, pid ' + str(pid) if pid else 'stopped'}")
     return 0

@@ -6,9 +6,11 @@
 #   passwd      useradd/userdel for the per-user accounts of the local stack
 #   fonts-material-design-icons-iconfont  the Rucio panel's icon font, served by every
 #               student's server (lakehub.jupyter_ext; the single-user image has it too)
+#   postgresql  Rucio's database with local.rucio_database: postgresql (the stack runs its
+#               own server on 127.0.0.1; Debian's cluster is not used)
 set -euo pipefail
 wanted=(python3.11 python3-venv chromium nodejs npm passwd ca-certificates
-  fonts-material-design-icons-iconfont)
+  fonts-material-design-icons-iconfont postgresql)
 missing=()
 for pkg in "${wanted[@]}"; do
   case $pkg in

@@ -500,6 +500,15 @@ class Local(_Model):
     embedded_rucio: bool = Field(
         True, description="start a Rucio server at the default instance's rucio_host"
     )
+    rucio_database: Literal["sqlite", "postgresql"] = Field(
+        "sqlite",
+        description="the embedded Rucio server's database: a SQLite file (one request at a"
+        " time), or a PostgreSQL the stack runs on 127.0.0.1 (Debian's postgresql package),"
+        " as a site runs Rucio; a class of hundreds needs postgresql",
+    )
+    rucio_database_port: Port = Field(
+        8014, description="PostgreSQL's port when rucio_database is postgresql"
+    )
     demo_data: DemoData = DemoData()
 
     @model_validator(mode="after")
@@ -512,10 +521,13 @@ class Local(_Model):
             self.cache_port,
             self.dask_gateway_port,
         ]
+        if self.rucio_database == "postgresql":
+            ports.append(self.rucio_database_port)
         if len(set(ports)) != len(ports):
             raise ValueError(
                 "local: hub_port, hub_api_port, proxy_api_port, issuer_port, cache_port,"
-                f" dask_gateway_port must differ, got {ports}"
+                " dask_gateway_port must differ (and rucio_database_port for postgresql),"
+                f" got {ports}"
             )
         return self
 

@@ -12,8 +12,24 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
+import weakref
 from collections.abc import Mapping
+
+# Helper processes running at once, hub-wide.  A class arriving together starts two
+# Python helpers per student (session files, course pull); a hundred of them sharing two
+# cores finish all together, minutes later, while in turns each takes a fraction of a
+# second.  Waiting students queue here, first come first served.
+HELPERS_AT_ONCE = max(2, os.cpu_count() or 2)
+_helpers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # event loop -> slots
+
+
+def _helper_slots() -> asyncio.Semaphore:
+    loop = asyncio.get_running_loop()
+    if loop not in _helpers:
+        _helpers[loop] = asyncio.Semaphore(HELPERS_AT_ONCE)
+    return _helpers[loop]
 
 
 class ChildFailed(RuntimeError):
@@ -31,6 +47,17 @@ async def run_as_owner(
     """Start ``python -m module`` as the home's owner, send ``request``, return its reply."""
     owner = await spawner.prepare_home()
     ids = {"user": owner[0], "group": owner[1], "extra_groups": []} if owner else {}
+    async with _helper_slots():
+        return await _run(module, request, ids, env, limit_s)
+
+
+async def _run(
+    module: str,
+    request: dict,
+    ids: dict,
+    env: Mapping[str, str] | None,
+    limit_s: float | None,
+) -> dict:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",

@@ -2,13 +2,14 @@
 
 The hub talks to Rucio with an admin identity (``root`` by default) through
 rucio-clients.  rucio-clients is blocking, so every call runs in a small thread pool
-owned by :class:`RucioAccounts`; the hub's event loop only awaits.
+owned by :class:`RucioAccounts` (one Client per thread); the hub's event loop only awaits.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +38,17 @@ class AdminCredentials:
 
 
 class RucioAccounts:
-    """Account provisioning against one Rucio instance."""
+    """Account provisioning against one Rucio instance.
+
+    A constant number of requests per student, whatever the class size: one lookup of
+    the account; for a new one its creation, its identity and its quota on the cache RSE
+    (four requests); for an existing one the list of its identities (two), and nothing
+    at all on the next spawns of this hub process, which remembers the accounts it has
+    seen bound.  An account left without its identity (a spawn that stopped half-way)
+    gets its identity and quota on the next try.
+    """
+
+    WORKERS = 4  # concurrent requests to Rucio; each worker thread has its own Client
 
     def __init__(
         self,
@@ -50,16 +61,18 @@ class RucioAccounts:
         self.admin = admin
         self.issuer_url = issuer_url
         self.rule_quota = rule_quota  # (RSE, bytes) users may ask rules for: the cache RSE
-        # One worker: rucio-clients' Client is not meant to be shared across threads,
-        # and account creation is rare (once per user) and quick.
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"rucio-{instance.name}")
-        self._client = None
+        # rucio-clients' Client is not meant to be shared across threads: one per worker
+        self._pool = ThreadPoolExecutor(
+            max_workers=self.WORKERS, thread_name_prefix=f"rucio-{instance.name}"
+        )
+        self._local = threading.local()
+        self._bound: set[tuple[str, str]] = set()  # (account, identity) known to be set up
 
     def _connect(self):
         from rucio.client import Client  # imported lazily: heavy, and only the hub needs it
 
-        if self._client is None:
-            self._client = Client(
+        if getattr(self._local, "client", None) is None:
+            self._local.client = Client(
                 rucio_host=self.instance.rucio_host,
                 auth_host=self.instance.auth_url,
                 account=self.admin.account,
@@ -69,11 +82,13 @@ class RucioAccounts:
                 ca_cert=str(self.instance.ca_cert) if self.instance.ca_cert else None,
                 timeout=10,
             )
-        return self._client
+        return self._local.client
 
     def _ensure(self, account: str, identity: str, email: str) -> bool:
         from rucio.common import exception as rex
 
+        if (account, identity) in self._bound:
+            return False
         try:
             client = self._connect()
             try:
@@ -83,13 +98,17 @@ class RucioAccounts:
                 try:
                     client.add_account(account, "USER", email)
                     created = True
-                except rex.Duplicate:
+                except rex.Duplicate:  # made meanwhile by a concurrent spawn
                     created = False
-            ours = [
-                i["identity"]
-                for i in client.list_identities(account)
-                if i["type"] == "OIDC" and i["identity"].endswith(f"ISS={self.issuer_url}")
-            ]
+            ours = (
+                []
+                if created  # a new account has no identities yet
+                else [
+                    i["identity"]
+                    for i in client.list_identities(account)
+                    if i["type"] == "OIDC" and i["identity"].endswith(f"ISS={self.issuer_url}")
+                ]
+            )
             if ours and identity not in ours:
                 raise AccountCollision(
                     f"Rucio account {account!r} is bound to another hub user; "
@@ -100,25 +119,29 @@ class RucioAccounts:
                     client.add_identity(account, identity, "OIDC", email, default=True)
                 except rex.Duplicate:
                     pass
-            if created and self.rule_quota:
-                rse, quota = self.rule_quota
-                client.set_local_account_limit(account, rse, quota)
+                # with the identity, so an account a failed spawn left without it gets both
+                if self.rule_quota:
+                    rse, quota = self.rule_quota
+                    client.set_local_account_limit(account, rse, quota)
+            self._bound.add((account, identity))
             return created
         except (AccountCollision, RucioUnavailable):
             raise
         except rex.CannotAuthenticate as exc:
-            self._client = None
+            self._local.client = None
             raise RucioUnavailable(
                 f"the hub's Rucio admin login was refused ({type(exc).__name__})"
             ) from None
         except Exception as exc:  # connection errors come in many types from requests/urllib3
-            self._client = None
+            self._local.client = None
             raise RucioUnavailable(
                 f"Rucio at {self.instance.rucio_host} did not answer ({type(exc).__name__})"
             ) from None
 
     async def ensure_account(self, account: str, identity: str, email: str) -> bool:
         """Create ``account`` if needed and bind ``identity`` to it; True if created."""
+        if (account, identity) in self._bound:
+            return False
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, self._ensure, account, identity, email)
 

@@ -24,10 +24,12 @@ import yaml
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import websocket_connect
 
-from localstack import procs, rucio_server, stack
+from localstack import postgres, procs, rucio_server, stack
 from localstack.hubclient import HubAdmin
 from sitefile import Site, load_site
-from sitefile.state import REPO, StackPaths
+from sitefile.state import REPO, StackPaths, venv_bin
+
+LIGHT_SERVER = Path(__file__).with_name("light_server.py")
 
 
 def free_ports(n: int) -> list[int]:
@@ -62,7 +64,7 @@ def write_site(
 ) -> Path:
     """A site file like examples/site.local.yaml, on free ports and with small demo data."""
     data = yaml.safe_load((REPO / "examples" / "site.local.yaml").read_text())
-    hub, api, proxy, issuer, cache_port, rucio, gateway = free_ports(7)
+    hub, api, proxy, issuer, cache_port, rucio, gateway, database = free_ports(8)
     data["rucio"]["instances"][0]["rucio_host"] = f"http://127.0.0.1:{rucio}"
     data["notebooks"]["source"] = str(REPO / "notebooks")
     data["local"].update(
@@ -72,6 +74,7 @@ def write_site(
         issuer_port=issuer,
         cache_port=cache_port,
         dask_gateway_port=gateway,
+        rucio_database_port=database,
         **local_overrides,
     )
     data["local"]["demo_data"]["events"] = events
@@ -117,6 +120,8 @@ class Stack:
     def secrets_on_disk(self) -> list[str]:
         """Every password and private key the stack holds (for leak checks)."""
         found = [self.paths.rucio_root_password.read_text().strip(), self.admin_token]
+        if postgres.password_file(self.paths).exists():  # Rucio's database, when PostgreSQL
+            found.append(postgres.password(self.paths))
         if self.paths.demo_logins.exists():
             found += [ln.split(":", 1)[1] for ln in self.paths.demo_logins.read_text().split()]
         key = json.loads(self.paths.issuer_key.read_text())
@@ -132,7 +137,11 @@ def start_stack(
     mock_servers: bool = False,
     with_rucio: bool = True,
     single_user_env: str = "analysis",
+    light_servers: bool = False,
 ) -> Stack:
+    """The stack of ``site_file`` in ``state``.  ``mock_servers``: JupyterHub's test
+    server instead of JupyterLab; ``light_servers``: :mod:`testkit.light_server`, lighter
+    still (standard library only), for hundreds of servers at once."""
     paths = StackPaths(state)
     site = load_site(site_file)
     # No process-wide TMPDIR games: rucio-clients fixes its token folder when first
@@ -150,6 +159,9 @@ def start_stack(
         with_hooks=with_hooks,
         mock_servers=mock_servers,
         single_user_env=single_user_env,
+        server_cmd=[str(venv_bin(single_user_env, "python")), str(LIGHT_SERVER)]
+        if light_servers
+        else None,
     )
     return s
 

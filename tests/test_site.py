@@ -270,6 +270,21 @@ BAD_INPUT = [
         ["must differ", "proxy_api_port", "8000"],
     ),
     (
+        "rucio-database-unknown",
+        _set(("local", "rucio_database"), "mysql"),
+        "local.rucio_database",
+        ["'sqlite'", "'postgresql'"],
+    ),
+    (
+        "rucio-database-port-taken",
+        lambda d: (
+            _set(("local", "rucio_database"), "postgresql")(d),
+            _set(("local", "rucio_database_port"), 8000)(d),
+        ),
+        "local",
+        ["must differ", "rucio_database_port", "8000"],
+    ),
+    (
         "instance-name-uppercase",
         _set(("rucio", "instances", 0, "name"), "Local"),
         "rucio.instances[0].name",

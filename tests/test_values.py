@@ -575,15 +575,17 @@ def _check_traits(config: dict) -> None:
 
         section_name = "GenericOAuthenticator"  # its base class's section applies to it
     else:
-        from nativeauthenticator import NativeAuthenticator as auth_cls
+        from hub_config.native_auth import CLASS_PATH
+        from hub_config.native_auth import LakehubNativeAuthenticator as auth_cls
 
-        section_name = auth_cls.__name__
+        assert authenticator_class == CLASS_PATH
+        section_name = "NativeAuthenticator"  # its config section is its parent's
     classes[section_name] = auth_cls
     for section, traits in config.items():
         cls = classes[section]
         unknown = set(traits) - set(cls.class_trait_names(config=True))
         assert not unknown, f"{section} has no configurable {sorted(unknown)}"
-    if auth_cls.__name__ == "NativeAuthenticator":
+    if auth_cls.__name__ == "LakehubNativeAuthenticator":
         return  # it opens the hub's database when built; the trait names are checked
     authenticator = auth_cls(config=Config(copy.deepcopy(config)))
     for trait, value in config[section_name].items():
@@ -602,7 +604,7 @@ def test_native_cluster_site_uses_native_authenticator_and_the_issuer_key(tmp_pa
     values = hv.values_for_file(_native_variant(tmp_path))
     hub = values["jupyterhub"]["hub"]
     assert hub["config"]["JupyterHub"]["authenticator_class"] == (
-        "nativeauthenticator.NativeAuthenticator"
+        "hub_config.native_auth.LakehubNativeAuthenticator"
     )
     assert "existingSecret" not in hub
     assert "OAUTH_CLIENT_SECRET" not in hub["extraEnv"]
