@@ -26,8 +26,14 @@ current-context: none
 """
     )
     monkeypatch.setenv("KUBECONFIG", str(path))
-    # kubernetes_asyncio reads KUBECONFIG when first imported, so import after setting it
+    # kubernetes_asyncio reads KUBECONFIG when first imported, which an earlier test may
+    # have done: point its default location here as well
+    import kubernetes_asyncio.config
+    import kubernetes_asyncio.config.kube_config
     from kubespawner import KubeSpawner
+
+    for module in (kubernetes_asyncio.config, kubernetes_asyncio.config.kube_config):
+        monkeypatch.setattr(module, "KUBE_CONFIG_DEFAULT_LOCATION", str(path))
 
     return KubeSpawner
 
