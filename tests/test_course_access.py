@@ -172,8 +172,19 @@ def test_a_spawn_delivers_only_the_users_courses_and_a_leaver_keeps_their_copy(c
     for user in (p.alice, p.bob):
         stack.admin.start_server(user)
     folders = {u: sorted(d.name for d in stack.home(u).glob("course-*")) for u in (p.alice, p.bob)}
-    assert folders[p.alice] == ["course-hyy", "course-open"]
-    assert folders[p.bob] == ["course-masters", "course-open"]
+    # each course's material and its members' shared folder, and nothing of other courses
+    assert folders[p.alice] == [
+        "course-hyy",
+        "course-hyy-shared",
+        "course-open",
+        "course-open-shared",
+    ]
+    assert folders[p.bob] == [
+        "course-masters",
+        "course-masters-shared",
+        "course-open",
+        "course-open-shared",
+    ]
 
     # alice leaves hyy; the instructor publishes revision 2; alice's copy stays at 1
     done = members_cli(stack, folder, "--course", "hyy", "--remove", p.alice)
@@ -184,6 +195,7 @@ def test_a_spawn_delivers_only_the_users_courses_and_a_leaver_keeps_their_copy(c
     stack.admin.start_server(p.alice)
     kept = (stack.home(p.alice) / "course-hyy" / NOTEBOOK).read_text()
     assert "revision 1" in kept
+    assert not (stack.home(p.alice) / "course-hyy-shared").exists()  # the members' folder goes
     # back in the course, the next start brings revision 2
     done = members_cli(stack, folder, "--course", "hyy", "--add", p.alice)
     assert done.returncode == 0, done.stderr
