@@ -136,10 +136,12 @@ class UsageCollector:
         record: Path,
         every: float = 5.0,
         write_every: float = 300.0,
+        starting_every: float = 0.25,
         read: Callable[[], dict[int, ProcStat]] = read_stats,
     ):
         self.record = record
         self.every = every
+        self.starting_every = starting_every
         self.write_every = write_every
         self.read = read
         self.watching: dict[tuple[str, str], _Watch] = {}
@@ -170,7 +172,10 @@ class UsageCollector:
                 await self.sample_once()
             except Exception:  # never let the hub's loop see this task fail
                 log.exception("lakehub: usage sampling failed")
-            await asyncio.sleep(self.every)
+            # while a server is starting, look often: its process must be seen before a
+            # short session ends, or its start and stop would go unrecorded
+            starting = any(not w.pid for w in self.watching.values())
+            await asyncio.sleep(min(self.every, self.starting_every) if starting else self.every)
 
     async def sample_once(self) -> None:
         # the process ids first: a process the table was read without is not yet known
