@@ -26,7 +26,7 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -234,6 +234,20 @@ def read_token(token_file: Path | None) -> str:
     return token
 
 
+def reported(run: Callable[[], int]) -> int:
+    """A command's body, with its expected failures (a bad site file, a course that cannot
+    be found or pushed, a hub that refuses or cannot be reached) as one line on stderr and
+    exit status 1, never a traceback."""
+    try:
+        return run()
+    except SiteError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    except (CourseError, httpx.HTTPError) as exc:
+        print(f"lakehub: {exc}", file=sys.stderr)
+        return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m courses.cluster", description=__doc__.splitlines()[0]
@@ -245,7 +259,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hub-url", help="default: kubernetes.public_url of the site")
     parser.add_argument("--token-file", type=Path, help="default: $JUPYTERHUB_API_TOKEN")
     args = parser.parse_args(argv)
-    try:
+
+    def run() -> int:
         site = load_site(args.site)
         hub_url = (args.hub_url or str(getattr(site.kubernetes, "public_url", "") or "")).rstrip(
             "/"
@@ -267,12 +282,8 @@ def main(argv: list[str] | None = None) -> int:
             raise CourseError("--hub-url: the site names no kubernetes.public_url")
         print(status(site, hub_url, read_token(args.token_file), only=args.course))
         return 0
-    except SiteError as exc:
-        print(exc, file=sys.stderr)
-        return 1
-    except (CourseError, httpx.HTTPError) as exc:
-        print(f"lakehub: {exc}", file=sys.stderr)
-        return 1
+
+    return reported(run)
 
 
 if __name__ == "__main__":

@@ -20,16 +20,15 @@ admin (``--token-file`` or ``$JUPYTERHUB_API_TOKEN``) with the scopes ``groups``
 from __future__ import annotations
 
 import argparse
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
-from courses.cluster import read_token
+from courses.cluster import read_token, reported
 from courses.git import CourseError, find_course
 from lakehub.contract import course_group, instructors_group
-from sitefile import Site, SiteError, load_site
+from sitefile import Site, load_site
 from sitefile.state import StackPaths
 
 SCOPES = ["groups", "read:groups", "admin:groups", "admin:users"]
@@ -143,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hub-url", help="clusters (default: kubernetes.public_url)")
     parser.add_argument("--token-file", type=Path, help="default: $JUPYTERHUB_API_TOKEN")
     args = parser.parse_args(argv)
-    try:
+
+    def run() -> int:
         site = load_site(args.site)
         course = find_course(site, args.course)
         group = (instructors_group if args.instructors else course_group)(course.name)
@@ -157,12 +157,8 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             hub.close()
         return 0
-    except SiteError as exc:
-        print(exc, file=sys.stderr)
-        return 1
-    except (CourseError, httpx.HTTPError) as exc:
-        print(f"lakehub: {exc}", file=sys.stderr)
-        return 1
+
+    return reported(run)
 
 
 if __name__ == "__main__":
