@@ -51,7 +51,9 @@ class CourseShareHandler(APIHandler):
             raise web.HTTPError(404, f"no user {user_name}")
         return user
 
-    def _target(self, user, body: dict):
+    def _target(self, user, body):
+        if not isinstance(body, dict):
+            raise web.HTTPError(400, 'send a JSON object: {"course": "<name>"}')
         course = body.get("course")
         instructor = body.get("instructor")
         if not isinstance(course, str) or not course:

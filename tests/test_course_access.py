@@ -278,6 +278,9 @@ def test_a_student_shares_only_with_their_courses_instructors(course_hub):
         for why, body in refused.items():
             r = hub.post(share_url, json=body)
             assert r.status_code == 403, (why, r.text)
+        # a body that is not a JSON object is a client's mistake, said as such
+        r = hub.post(share_url, json=["hyy"])
+        assert r.status_code == 400 and "JSON object" in r.json()["message"], r.text
     # nobody shares someone else's server
     with api(stack, bob) as hub:
         assert hub.post(share_url, json={"course": "open"}).status_code == 403
