@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import html
 import json
 import os
 import random
@@ -60,6 +61,7 @@ from localstack import postgres, procs, rucio_server
 from localstack.hubclient import login, signup
 from localstack.stack import HUB, demo_did
 from sitefile.state import REPO
+from spawner_hooks.profiles import OPTION as PROFILE_OPTION
 from testkit.harness import Stack, cache_stats, unique_user
 
 FAILURES = "classroom_failures"
@@ -76,6 +78,7 @@ API_GOAL_MS = 1000.0
 SERVER = "light: testkit/light_server.py (answers the hub's checks and /env), not JupyterLab"
 COURSE = {"name": "demo", "source": str(REPO / "examples/courses/demo"), "target": "course-demo"}
 _XSRF = re.compile(r'name="_xsrf"\s+value="([^"]+)"')
+_CHECKED = re.compile(rf'name="{PROFILE_OPTION}" value="([^"]*)" checked')
 _ACCESS = re.compile(r'"(GET|POST|PUT|DELETE|HEAD|PATCH) (/[^/ ?"]*)([^ "]*) HTTP')
 _RULE_POLL = "/rules/?rse_expression="  # the cache service's poll, whoever logs in
 
@@ -168,11 +171,40 @@ class Throttled(RuntimeError):
         self.retry_after_s = retry_after_s
 
 
+async def press_start(
+    client: httpx.AsyncClient, name: str, form: str, limit_s: float
+) -> httpx.Response:
+    """The spawn form (a site with more than one profile): Start with the profile it
+    preselects, as a student would."""
+    xsrf = _XSRF.search(form)
+    chosen = _CHECKED.search(form)
+    token = xsrf.group(1) if xsrf else client.cookies.get("_xsrf", "")
+    data = {"_xsrf": token}
+    if chosen:
+        data[PROFILE_OPTION] = html.unescape(chosen.group(1))
+    r = await client.post(
+        f"/hub/spawn/{quote(name, safe='')}",
+        data=data,
+        headers={
+            "X-XSRFToken": token,
+            "Sec-Fetch-Mode": "navigate",
+            "Sec-Fetch-Site": "same-origin",
+        },
+        follow_redirects=True,
+        timeout=limit_s,
+    )
+    if r.status_code == 429:
+        raise Throttled(float(r.headers.get("Retry-After") or 30))
+    return r
+
+
 async def spawn_until_answered(client: httpx.AsyncClient, name: str, limit_s: float) -> dict:
     """From the hub's home page to the server answering through the proxy: its env."""
     r = await client.get("/hub/", follow_redirects=True, timeout=limit_s)
     if r.status_code == 429:
         raise Throttled(float(r.headers.get("Retry-After") or 30))
+    if r.url.path.rstrip("/").endswith("/hub/spawn") and r.status_code == 200:
+        r = await press_start(client, name, r.text, limit_s)
     if not r.url.path.startswith(f"/user/{name}/") or r.status_code != 200:
         if "/hub/spawn-pending/" not in r.url.path:
             raise RuntimeError(f"the hub sent the student to {r.url.path} (HTTP {r.status_code})")
