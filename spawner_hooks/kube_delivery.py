@@ -17,9 +17,14 @@ builders from :mod:`spawner_hooks.session`); only the delivery differs:
   ``JUPYTERHUB_API_TOKEN``/``JPY_API_TOKEN`` into ``secretKeyRef`` entries, so no token of
   any kind is readable from the pod spec.
 * z2jh's hub Role may get/list/watch/create/delete Secrets but not patch or update them,
-  so the hub replaces a Secret by delete + create.  It is created before the pod exists,
-  so an owner reference to the pod is impossible; the Secret is removed in the stop path
-  (``post_stop_hook``), which JupyterHub runs after every stop, failed starts included.
+  so the hub replaces a Secret by delete + create.  The Secret is not tied to the pod by
+  an owner reference; it is removed in the stop path (``post_stop_hook``), which
+  JupyterHub runs after every stop, failed starts included.
+* With ``overlap`` (what :mod:`spawner_hooks.kube_session` sets), the pre-spawn hook
+  only begins to create the Secrets; they are created while KubeSpawner makes the PVC
+  and the pod's manifest, and its ``modify_pod_hook`` waits for them
+  (:meth:`KubeSecretDelivery.delivered`), so they exist before the pod does.  The stop
+  path waits for them too before deleting them.
 
 Every Kubernetes call goes through KubeSpawner's own asynchronous client
 (kubernetes_asyncio, ``spawner.api``), with the hub's identity; nothing blocks the hub's
@@ -200,6 +205,16 @@ def _status(exc: BaseException) -> int | None:
     return getattr(exc, "status", None)
 
 
+class ApiRefused(Exception):
+    """The apiserver answered a call with an error status (what kubernetes_asyncio's
+    ApiException says, for calls whose body is not read)."""
+
+    def __init__(self, status: int, reason: str):
+        super().__init__(f"HTTP {status} {reason}".strip())
+        self.status = status
+        self.reason = reason
+
+
 class KubeSecretDelivery:
     """Cluster mode: the bundle becomes the server's Secret, mounted read-only.
 
@@ -216,8 +231,12 @@ class KubeSecretDelivery:
         attempts: int = 5,
         token_mount: str = TOKEN_MOUNT,
         user_token_secret: bool = True,
+        overlap: bool = False,
     ):
         self.mount_path = mount_path
+        # create the Secrets beside the pod, not before it (the module docstring)
+        self.overlap = overlap
+        self._pending: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self.token_mount = token_mount
         # the per-user token Secret exists for pods other than the server (the user's
         # Dask workers): a site without a gateway saves its API calls at every start
@@ -261,8 +280,18 @@ class KubeSecretDelivery:
             self.name(spawner), files, self.labels(spawner), bundle.token_expires
         )
 
-    async def _call(self, fn, *args, **kwargs):
-        return await asyncio.wait_for(fn(*args, **kwargs), self.request_timeout)
+    async def _call(self, fn, **kwargs) -> None:
+        """One API call whose answer is only its status: the body is not turned into
+        model objects (kubernetes_asyncio's deserialising, dates above all, costs the
+        hub's event loop more CPU than the rest of a start's hooks together)."""
+        response = await asyncio.wait_for(
+            fn(**kwargs, _preload_content=False), self.request_timeout
+        )
+        try:
+            if not 200 <= response.status <= 299:
+                raise ApiRefused(response.status, response.reason or "")
+        finally:
+            response.release()
 
     async def _delete(self, spawner, name: str) -> None:
         try:
@@ -275,10 +304,26 @@ class KubeSecretDelivery:
 
     async def deliver(self, spawner, bundle: SessionBundle) -> None:
         """Create the server's Secret and, at the same time, the user's token Secret
-        (when the site needs one)."""
-        await asyncio.gather(
+        (when the site needs one); with ``overlap``, only begin to, and let
+        :meth:`delivered` wait."""
+        if getattr(spawner, "api_token", None):
+            # decided now, from the manifest's content: modify_pod may run before the
+            # Secret exists, and must never leave the API token as a plain value
+            self._holding_api_token.add(spawner)
+        both = asyncio.gather(
             self.deliver_session(spawner, bundle), self.deliver_user_token(spawner, bundle)
         )
+        if not self.overlap:
+            await both
+            return
+        self._pending[spawner] = both
+
+    async def delivered(self, spawner) -> None:
+        """Wait for the Secrets :meth:`deliver` began (KubeSpawner's modify-pod hook); a
+        failure is raised as :class:`DeliveryFailed` once, to the first waiter."""
+        pending = self._pending.pop(spawner, None)
+        if pending is not None:
+            await pending
 
     async def deliver_session(self, spawner, bundle: SessionBundle) -> None:
         """Create the server's Secret; if one is left over (a hub that stopped before its
@@ -293,8 +338,6 @@ class KubeSecretDelivery:
                         namespace=spawner.namespace,
                         body=manifest,
                     )
-                    if API_TOKEN_KEY in manifest["data"]:
-                        self._holding_api_token.add(spawner)
                     return
                 except Exception as exc:
                     if _status(exc) != 409 or attempt == self.attempts - 1:
@@ -345,8 +388,13 @@ class KubeSecretDelivery:
 
     async def remove(self, spawner) -> None:
         """Delete the server's Secret and, with the user's last server, their token
-        Secret, at the same time."""
+        Secret, at the same time (after a creation still under way, so that none is
+        created after its deletion)."""
         self._holding_api_token.discard(spawner)
+        try:
+            await self.delivered(spawner)
+        except DeliveryFailed:
+            pass  # reported by the start that began it
         others = [
             s
             for s in getattr(spawner.user, "spawners", {}).values()

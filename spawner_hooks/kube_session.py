@@ -28,6 +28,8 @@ class KubeSession:
             raise ValueError("the hooks must deliver through this KubeSecretDelivery")
         self.hooks = hooks
         self.delivery = delivery
+        # the Secrets are created while KubeSpawner prepares the pod; modify_pod waits
+        delivery.overlap = True
         # more post-stop steps, e.g. spawner_hooks.dask.ClusterStopper.post_stop
         self.also_on_stop = also_on_stop
         # steps before the session's own: the profile check, the course folders
@@ -38,7 +40,15 @@ class KubeSession:
             await step(spawner)
         await self.hooks.pre_spawn(spawner)
 
-    def modify_pod(self, spawner, pod):
+    async def modify_pod(self, spawner, pod):
+        """KubeSpawner calls this just before it creates the pod, after the PVC: the
+        Secrets were being created meanwhile, so wait for them here (the pod refers to
+        them).  A failure is logged as a failed delivery always was (the server starts
+        without Rucio access, and the hub log says why)."""
+        try:
+            await self.delivery.delivered(spawner)
+        except DeliveryFailed as exc:
+            log.error("lakehub: %s", exc)
         return self.delivery.modify_pod(spawner, pod)
 
     async def post_stop(self, spawner) -> None:
@@ -53,8 +63,8 @@ class KubeSession:
         async def lakehub_pre_spawn_hook(spawner) -> None:
             await self.pre_spawn(spawner)
 
-        def lakehub_modify_pod_hook(spawner, pod):
-            return self.modify_pod(spawner, pod)
+        async def lakehub_modify_pod_hook(spawner, pod):
+            return await self.modify_pod(spawner, pod)
 
         async def lakehub_post_stop_hook(spawner) -> None:
             await self.post_stop(spawner)

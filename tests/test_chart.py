@@ -560,7 +560,7 @@ async def test_user_pods_and_home_claims_are_valid_with_lakehub_hooks(kubeconfig
         configure(c, site=site, environ=hub_env)
         spawner = KubeSpawner(config=copy.deepcopy(c), _mock=True)
         pod = await spawner.get_pod_manifest()
-        pod = spawner.modify_pod_hook(spawner, pod)
+        pod = await spawner.modify_pod_hook(spawner, pod)
         pvc = spawner.get_pvc_manifest()
         async with ApiClient() as api:
             manifests = [api.sanitize_for_serialization(o) for o in (pod, pvc)]

@@ -35,6 +35,7 @@ The cluster processes are stopped by PID and their folder removed at the end.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import ipaddress
 import json
@@ -546,6 +547,62 @@ async def test_a_refused_exchange_still_starts_the_server(plane, hub_token, idp)
         await hub_stop(spawner)
         await stop_reflectors()
     assert get(plane, f"secrets/{name}")[0] == 404
+
+
+@k8s
+async def test_the_secret_is_made_while_the_claim_is_and_before_the_pod(plane, hub_token, idp):
+    """The session Secret is not a step of its own before KubeSpawner's work: its
+    creation runs while the home's claim is created, and the pod is created only once
+    the Secret exists (the pod refers to it).  The Secret's creation is held until the
+    claim's creation has been asked for; a start that made the Secret first would never
+    reach the claim and fail here."""
+    from oauthenticator.generic import GenericOAuthenticator
+
+    config = spawner_config()
+    configure(config, make_site(free_port()), environ={"LAKEHUB_TOKEN_SOURCE": "token_exchange"})
+    user = HubUser("erin", {"access_token": idp.access_token_for("erin")})
+    authenticator = GenericOAuthenticator(
+        token_url=idp.token_url, client_id=idp.client_id, client_secret=idp.client_secret
+    )
+    spawner = new_spawner(config, user, authenticator)
+    api = spawner.api
+    order: list[str] = []
+    claim_asked = asyncio.Event()
+    create_secret, create_claim, create_pod = (
+        api.create_namespaced_secret,
+        api.create_namespaced_persistent_volume_claim,
+        api.create_namespaced_pod,
+    )
+
+    async def held_secret(*args, **kwargs):
+        await claim_asked.wait()
+        done = await create_secret(*args, **kwargs)
+        order.append("secret made")
+        return done
+
+    async def claim(*args, **kwargs):
+        order.append("claim asked")
+        claim_asked.set()
+        return await create_claim(*args, **kwargs)
+
+    async def pod(*args, **kwargs):
+        order.append("pod asked")
+        return await create_pod(*args, **kwargs)
+
+    api.create_namespaced_secret = held_secret
+    api.create_namespaced_persistent_volume_claim = claim
+    api.create_namespaced_pod = pod
+    try:
+        await asyncio.wait_for(hub_spawn(spawner), 60)
+        assert order == ["claim asked", "secret made", "pod asked"]
+        status, secret = get(plane, f"secrets/{spawner.pod_name}-lakehub")
+        assert status == 200 and secret_files(secret)["rucio-token"]
+    finally:
+        del api.create_namespaced_secret
+        del api.create_namespaced_persistent_volume_claim
+        del api.create_namespaced_pod
+        await hub_stop(spawner)
+        await stop_reflectors()
 
 
 def listening(pid: int) -> list[str]:
