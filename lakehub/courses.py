@@ -9,7 +9,10 @@ Two sides of the same folder, both run as the student:
   which reads the same courses from ``$LAKEHUB_COURSES``.  nbgitpuller decides what
   happens to the student's files:
 
-  - first start: a clone of the course in ``~/<target>``;
+  - first start: a clone of the course in ``~/<target>``, one commit deep
+    (``$NBGITPULLER_DEPTH``, default 1).  That is exactly nbgitpuller's own first step,
+    a single ``git clone``; lakehub runs that command itself, so a class logging in for
+    the first time does not start nbgitpuller's Python once per student;
   - later starts: ``git fetch``, then a merge of the new revision that prefers the
     student's lines wherever both changed the same lines (``-Xours``); files the student
     never touched become the new revision exactly;
@@ -128,6 +131,22 @@ def _run(cmd: list[str], timeout: float, cwd: str | None = None) -> tuple[int, s
     return done.returncode, done.stdout + done.stderr
 
 
+def first_clone_command(repo: str, branch: str, path: str, depth: int) -> list[str]:
+    """nbgitpuller's first step for a folder that does not exist yet (pure)."""
+    shallow = ["--depth", str(depth)] if depth > 0 else []
+    return ["git", "clone", *shallow, "--branch", branch, "--", repo, path]
+
+
+def source_problem(repo: str, branch: str, timeout: float) -> str | None:
+    """Why the course's source cannot give its branch, or None if it can."""
+    rc, out = _run(["git", "ls-remote", "--heads", "--", repo, f"refs/heads/{branch}"], timeout)
+    if rc != 0:
+        return f"the course source {repo} cannot be read ({short_reason(out)})"
+    if not out.strip():
+        return f"the course source {repo} has no branch {branch!r} yet"
+    return None
+
+
 def pull_one(entry: dict, gitpuller: str, timeout: float) -> dict:
     """Pull one course; ``{"ok": True, "revision": sha}`` or ``{"ok": False, "reason": ...}``."""
     repo, branch, path = entry["repo"], entry["branch"], Path(entry["path"])
@@ -137,20 +156,23 @@ def pull_one(entry: dict, gitpuller: str, timeout: float) -> dict:
             "reason": f"the folder ~/{entry['target']} exists but did not come from the course;"
             " rename it (your files stay yours) and restart your server to get the course",
         }
-    # ask the source first: gitpuller reports an unreachable source only as an exit code
-    rc, out = _run(["git", "ls-remote", "--heads", "--", repo, f"refs/heads/{branch}"], timeout)
-    if rc != 0:
-        return {
-            "ok": False,
-            "reason": f"the course source {repo} cannot be read ({short_reason(out)})",
-        }
-    if not out.strip():
-        return {"ok": False, "reason": f"the course source {repo} has no branch {branch!r} yet"}
-    rc, out = _run(
-        gitpuller_command(gitpuller, repo, branch, str(path)), timeout, cwd=str(path.parent)
-    )
-    if rc != 0:
-        return {"ok": False, "reason": f"nbgitpuller could not update it ({short_reason(out)})"}
+    if not path.exists():
+        depth = int(os.environ.get("NBGITPULLER_DEPTH", "1") or 1)
+        rc, out = _run(first_clone_command(repo, branch, str(path), depth), timeout)
+        if rc != 0:
+            shutil.rmtree(path, ignore_errors=True)  # git's own clean-up, made sure of
+            why = source_problem(repo, branch, timeout)
+            return {"ok": False, "reason": why or f"git could not clone it ({short_reason(out)})"}
+    else:
+        # ask the source first: gitpuller reports an unreachable source only as an exit code
+        why = source_problem(repo, branch, timeout)
+        if why:
+            return {"ok": False, "reason": why}
+        rc, out = _run(
+            gitpuller_command(gitpuller, repo, branch, str(path)), timeout, cwd=str(path.parent)
+        )
+        if rc != 0:
+            return {"ok": False, "reason": f"nbgitpuller could not update it ({short_reason(out)})"}
     rc, out = _run(["git", "-C", str(path), "rev-parse", f"origin/{branch}"], timeout)
     if rc != 0:
         return {"ok": False, "reason": f"the pulled folder has no revision ({short_reason(out)})"}

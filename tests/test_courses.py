@@ -145,7 +145,7 @@ def test_pure_builders_link_plan_and_revision_record():
     from urllib.parse import parse_qs, urlsplit
 
     from courses.local import record_revisions
-    from lakehub.courses import pull_plan
+    from lakehub.courses import first_clone_command, pull_plan
     from spawner_hooks.courses import course_entries
 
     src = Course(
@@ -163,6 +163,11 @@ def test_pure_builders_link_plan_and_revision_record():
         "urlpath": ["lab/tree/course-demo/01-welcome.ipynb"],
     }
     assert pull_plan(course_entries([src]), "/homes/alice")[0]["path"] == "/homes/alice/course-demo"
+    # a first start clones as nbgitpuller would (NBGITPULLER_DEPTH=0: the whole history)
+    assert first_clone_command("R", "main", "/h/c", 1) == [
+        *("git", "clone", "--depth", "1", "--branch", "main", "--", "R", "/h/c")
+    ]
+    assert "--depth" not in first_clone_command("R", "main", "/h/c", 0)
     before = {"demo": {"bob": {"revision": "a", "pulled_at": 1}}}
     after = record_revisions(before, "alice", {"demo": "b"}, 5.0)
     assert after["demo"] == {
