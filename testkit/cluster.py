@@ -15,7 +15,8 @@
    HTTP replica; and the cache RSE, whose prefix is the cache volume's path in the pods
    (``lakehub.contract.CACHE_MOUNT``); the same server publishes the demo course
    (``examples/courses/demo``) as a bare git repository (git's "dumb" HTTP protocol),
-   the source of the site's course ``lab``, taken by everyone;
+   the source of the site's course ``lab`` (no students in the site file: tests add
+   them to its hub group);
 4. the namespace and the Secrets the site names (Rucio admin password, issuer key);
 5. the site file, a pure function of the node's address and the ports
    (:func:`lab_site`), written to ``<state>/site.yaml``.
@@ -159,13 +160,14 @@ def lab_site(
         "tokens": {"lifetime_seconds": token_lifetime_seconds},
         "cache": {"quota_gb": 4},  # within the lab's 5Gi cache volume
         "auth": {"type": "native", "admin_users": [ADMIN_USER]},
-        # every user takes the demo course, pulled by the pods' postStart hook
+        # the demo course, taken by nobody until someone is added to its hub group (as
+        # `make course-members` does): its members' pods pull it in their postStart hook
         "courses": [
             {
                 "name": LAB_COURSE,
                 "source": course_url(node_ip, ports),
                 "target": "lab-course",
-                "students": "everyone",
+                "students": [],
             }
         ],
         # one small profile: a 2-core node must still fit the hub and the services

@@ -67,6 +67,7 @@ from lakehub.contract import (
     SESSIONS_FILE,
     TOKEN_FILE,
     TOKEN_MOUNT,
+    course_group,
 )
 from localstack.hubclient import HubAdmin, login, user_api_token
 from testkit import hyy
@@ -355,7 +356,8 @@ def test_the_hub_records_the_students_pod_from_the_kubelet_and_the_report_shows_
 
     # the admin stops the server: the stop carries the session's last figures
     admin_token = user_api_token(lab.public_url, ADMIN_USER, student["admin_password"])
-    HubAdmin(lab.public_url, admin_token).stop_server(name, timeout=120)
+    admin = HubAdmin(lab.public_url, admin_token)
+    admin.stop_server(name, timeout=120)
     (stop,) = lab.node.wait_until(lambda: mine("stop"), timeout=60, what=f"{name}'s stop")
     assert stop["session"] == start["session"]
     assert stop["cpu_s"] > 1.0  # the notebook's kernel read and filled histograms
@@ -363,11 +365,26 @@ def test_the_hub_records_the_students_pod_from_the_kubelet_and_the_report_shows_
     logs = lab.node.kubectl("logs", "-n", ns, "deploy/hub", "--tail=-1").stdout
     assert "no usage figures from node" not in logs and "usage sampling failed" not in logs
 
+    # the student joins the course by hand (as `make course-members` does; the site
+    # file names no students), only for the report: their next start pulls nothing
+    group = f"/groups/{course_group(LAB_COURSE)}"
+    assert admin.api("POST", group).status_code in (201, 409)  # the hub made it at start
+    members = f"{group}/users"
+    joined = admin.api("POST", members, json={"users": [name]})
+    assert joined.status_code == 200, joined.text
+    try:
+        check_the_report_and_the_endpoint(lab, student, admin_token, start, stop, tmp_path)
+    finally:
+        admin.api("DELETE", members, json={"users": [name]})
+
+
+def check_the_report_and_the_endpoint(lab, student, admin_token, start, stop, out) -> None:
+    name = student["name"]
     # the report on this machine with the admin's own token, as `make course-report`
     env = {**os.environ, "JUPYTERHUB_API_TOKEN": admin_token}
     cmd = [sys.executable, "-m", "courses", "report", "--site", str(lab.site_file)]
     done = subprocess.run(
-        [*cmd, "--course", LAB_COURSE, "--out", str(tmp_path)],
+        [*cmd, "--course", LAB_COURSE, "--out", str(out)],
         capture_output=True,
         text=True,
         env=env,
@@ -376,14 +393,14 @@ def test_the_hub_records_the_students_pod_from_the_kubelet_and_the_report_shows_
         check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    with (tmp_path / f"course-report-{LAB_COURSE}.csv").open() as f:
+    with (out / f"course-report-{LAB_COURSE}.csv").open() as f:
         row = {r["student"]: r for r in csv.DictReader(f)}[name]
     hours = (stop["t"] - start["t"]) / 3600
     assert float(row["server_hours"]) == pytest.approx(hours, abs=1e-4)
     assert (row["sessions"], row["running"]) == ("1", "no")
     assert row["cpu_seconds"] == f"{stop['cpu_s']:.1f}"
     assert int(row["peak_memory_bytes"]) == stop["peak_rss"]
-    page = (tmp_path / f"course-report-{LAB_COURSE}.html").read_text()
+    page = (out / f"course-report-{LAB_COURSE}.html").read_text()
     assert "not recorded on this site" not in page
 
     # the hub's usage endpoint refuses the student's own token
