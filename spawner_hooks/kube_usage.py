@@ -9,9 +9,10 @@ session used, which the Summary API gives as a cumulative counter.
 
 * CPU time (``cpu_s``): the pod's ``cpu.usageCoreNanoSeconds``, cumulative over the
   pod's life (every container, the postStart pull and any kernel it ran), never
-  decreasing within a session;
+  decreasing within a session (the sum over its containers while the kubelet still
+  reports the pod's own figure as 0, in its first seconds);
 * peak memory (``peak_rss``): the largest ``memory.workingSetBytes`` of the pod seen at
-  a sample (the working set is what the kubelet itself counts against the pod's memory
+  a round (the working set is what the kubelet itself counts against the pod's memory
   limit; it is not the resident set of the local collector, but the closest figure a
   pod has);
 * the start: the pod's ``startTime``; the stop: when the hub stops the server, or the
@@ -95,15 +96,17 @@ def _number(block: object, key: str) -> float | None:
 
 
 def _pod_or_containers(pod: Mapping, block: str, key: str) -> float | None:
-    """The pod's own figure, else the sum over its containers when every one has it."""
+    """The larger of the pod's own figure and the sum over its containers (when every
+    container has it).  The pod's cgroup counts what exited containers used too, so it is
+    normally the larger; but for its first seconds the kubelet reports it as 0 while the
+    containers already have figures (seen on the lab's kubelet, tests/data)."""
     own = _number(pod.get(block), key)
-    if own is not None:
-        return own
     containers = pod.get("containers") or []
     values = [_number(c.get(block), key) for c in containers if isinstance(c, Mapping)]
-    if not values or any(v is None for v in values):
-        return None
-    return sum(v for v in values if v is not None)
+    summed = None if not values or None in values else sum(v for v in values if v is not None)
+    if own is None or summed is None:
+        return own if summed is None else summed
+    return max(own, summed)
 
 
 def pod_figures(summary: Mapping) -> dict[tuple[str, str], PodFigures]:
@@ -319,8 +322,8 @@ class KubeUsageCollector(Collector):
                 w.cpu = max(w.cpu, figures.cpu_s)
             if figures.working_set is not None:
                 w.peak = max(w.peak, figures.working_set)
-            if figures.cpu_s is None and figures.working_set is None:
-                continue
+            if not (figures.cpu_s or figures.working_set):
+                continue  # zeros: the kubelet has not measured the pod yet
             # the first figures at once, then one line every write_every
             if not w.sampled or now - w.written >= self.write_every:
                 w.sampled, w.written = True, now

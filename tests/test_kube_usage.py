@@ -57,9 +57,10 @@ def node_object(port: int, addresses: list[dict] | None = None) -> dict:
     }
 
 
-def the_pod() -> dict:
-    """The student's pod in the captured summary."""
-    (pod,) = [p for p in SUMMARY["pods"] if p["podRef"]["name"].startswith("jupyter-")]
+def captured(prefix: str) -> dict:
+    """A pod of the captured summary: the student's (``jupyter-``), or the hub's
+    (``hub-``), four seconds old when captured."""
+    (pod,) = [p for p in SUMMARY["pods"] if p["podRef"]["name"].startswith(prefix)]
     return pod
 
 
@@ -67,7 +68,7 @@ def the_pod() -> dict:
 
 
 def test_a_pods_figures_come_from_its_own_cumulative_cpu_and_working_set():
-    pod = the_pod()
+    pod = captured("jupyter-")
     ref = pod["podRef"]
     found = pod_figures(SUMMARY)[(ref["namespace"], ref["name"])]
     assert found.uid == ref["uid"]
@@ -77,9 +78,20 @@ def test_a_pods_figures_come_from_its_own_cumulative_cpu_and_working_set():
     assert len(pod_figures(SUMMARY)) == len(SUMMARY["pods"])
 
 
+def test_a_young_pod_measured_only_in_its_containers_has_their_figures():
+    """The kubelet reported the four-second-old hub pod's own CPU and memory as 0 while
+    its container had 2.4 s and 178 MB: the containers' figures count."""
+    pod = captured("hub-")
+    assert pod["cpu"]["usageCoreNanoSeconds"] == 0 and pod["memory"]["workingSetBytes"] == 0
+    (container,) = pod["containers"]
+    found = pod_figures(SUMMARY)[(pod["podRef"]["namespace"], pod["podRef"]["name"])]
+    assert found.cpu_s == container["cpu"]["usageCoreNanoSeconds"] / 1e9 > 1
+    assert found.working_set == container["memory"]["workingSetBytes"] > 0
+
+
 def test_without_pod_figures_the_containers_are_summed_or_nothing_is_claimed():
     doc = copy.deepcopy(SUMMARY)
-    pod = [p for p in doc["pods"] if p["podRef"]["name"].startswith("jupyter-")][0]
+    (pod,) = [p for p in doc["pods"] if p["podRef"]["name"].startswith("jupyter-")]
     del pod["cpu"], pod["memory"]
     pod["containers"] = [
         {"name": "notebook", "cpu": {"usageCoreNanoSeconds": 3_000_000_000}},
@@ -175,11 +187,13 @@ def test_rounds_record_start_first_sample_peak_and_a_pod_that_went(tmp_path, cap
         assert stats.calls == [] and not record.exists()
         places["ada"] = PodPlace("node-a", "lh", "jupyter-ada", "u-ada")
         places["bob"] = PodPlace("node-a", "lh", "jupyter-bob", "u-bob")
+        stats.by_node["node-a"] = summary_of(("jupyter-ada", "u-ada", 0.0, 0))
+        await collector.sample_once()  # ada's pod listed, not yet measured: a start only
         stats.by_node["node-a"] = summary_of(
             ("jupyter-ada", "u-ada", 2.0, 300), ("jupyter-bob", "u-bob", 1.0, 100)
         )
         await collector.sample_once()
-        assert stats.calls == ["node-a"]  # one call for both pods of the node
+        assert stats.calls == ["node-a", "node-a"]  # one call per round for both pods
         stats.by_node["node-a"] = "https://node-a:10250/stats/summary: HTTP 403: Forbidden"
         with caplog.at_level(logging.INFO, logger="lakehub.usage"):
             await collector.sample_once()
@@ -199,7 +213,7 @@ def test_rounds_record_start_first_sample_peak_and_a_pod_that_went(tmp_path, cap
     events = [(r["user"], r["event"]) for r in read_records(record)]
     assert events == [
         ("ada", "start"),
-        ("ada", "sample"),  # the first figures at once
+        ("ada", "sample"),  # the first figures at once (not the zeros before them)
         ("bob", "start"),
         ("bob", "sample"),
         ("bob", "stop"),
