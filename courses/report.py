@@ -14,7 +14,9 @@ Where each figure comes from (nothing beyond what the hub and the cache service 
 * the students: the hub group ``course-<name>`` (every hub user for a course whose
   ``students`` is ``everyone``); last activity and whether a server runs: the hub's users;
 * server hours, sessions per day, CPU time and peak memory: the hub's sessions record
-  (:mod:`courses.usage`, written by :mod:`spawner_hooks.usage`);
+  (:mod:`courses.usage`, written by :mod:`spawner_hooks.usage` locally and by
+  :mod:`spawner_hooks.kube_usage` from the kubelets on clusters, where the hub serves a
+  course's sessions at ``GET /hub/api/lakehub/usage?course=<name>``);
 * bytes read through the shared cache, per dataset: the cache service's ledger
   (``GET /services/lakehub-cache/api/usage``);
 * the course revision a student has: the hub's revisions record (:mod:`courses.local`);
@@ -49,6 +51,7 @@ from courses.usage import Session, read_records, sessions, sessions_file
 from lakehub.contract import (
     CACHE_SERVICE,
     CACHE_USAGE_PATH,
+    COURSE_USAGE_API,
     course_group,
     instructors_group,
     service_prefix,
@@ -122,7 +125,7 @@ class Inputs:
     latest: str | None = None  # the course's published revision
     # the files edited (locally), or only how many (a pod's report); None: unknown
     edits: dict[str, list[str] | int | None] = field(default_factory=dict)
-    recorded: bool = True  # False where no sessions record exists (clusters)
+    recorded: bool = True  # False where the hub keeps no sessions record
 
 
 @dataclass
@@ -493,8 +496,8 @@ def render_html(report: CourseReport, generated_by: str = "") -> str:
     ]
     if not report.recorded:
         parts.append(
-            "<p>Server hours, CPU time and memory are recorded by the local hub only;"
-            " this site keeps no sessions record.</p>"
+            "<p>Server hours, CPU time and memory are not recorded on this site: its hub"
+            " keeps no sessions record (yet).</p>"
         )
     for title, data, caption in figures:
         alt = html.escape(title)
@@ -559,6 +562,26 @@ class Hub:
     def user(self, name: str) -> dict:
         r = self.get(f"/hub/api/users/{quote(name, safe='')}")
         return r.json() if r.status_code == 200 else {}
+
+    def sessions(self, course: str) -> tuple[bool, list[Session]]:
+        """(whether the hub keeps a record, the course's sessions) from the hub's usage
+        endpoint (a hub without it: not recorded)."""
+        r = self.get(f"/hub/api/{COURSE_USAGE_API}", course=course)
+        if r.status_code == 404:
+            return False, []
+        if r.status_code != 200:
+            try:
+                why = r.json().get("message") or r.text[:200]
+            except ValueError:
+                why = r.text[:200]
+            raise ReportError(f"the hub did not give course {course}'s sessions: {why}")
+        try:
+            body = r.json()
+            return bool(body.get("recorded")), [Session.from_dict(s) for s in body["sessions"]]
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ReportError(
+                f"the hub's sessions of course {course} are malformed: {exc}"
+            ) from None
 
     def cache_usage(self, course: str, admin: bool) -> dict[str, dict]:
         path = f"{service_prefix(CACHE_SERVICE)}/{CACHE_USAGE_PATH}"
@@ -626,10 +649,10 @@ def gather_local(hub: Hub, caller: Caller, site: Site, paths: StackPaths, course
 
 
 def gather_cluster(hub: Hub, token: str, caller: Caller, course: Course) -> Inputs:
-    """A cluster's figures: no sessions record there (hours, CPU time and memory are not
-    collected from pods), the revision and the number of edited files from each running
-    server (as `make course-status` asks them), the latest revision from the course's
-    remote."""
+    """A cluster's figures: the sessions from the hub's record (the pods' hours, CPU time
+    and memory, collected from the kubelets), the revision and the number of edited
+    files from each running server (as `make course-status` asks them), the latest
+    revision from the course's remote."""
     import asyncio
 
     from courses.cluster import publish, server_reports
@@ -637,6 +660,7 @@ def gather_cluster(hub: Hub, token: str, caller: Caller, course: Course) -> Inpu
 
     students = hub.students(course)
     wanted = set(students)
+    recorded, found = hub.sessions(course.name)
     revisions: dict[str, dict] = {}
     edits: dict[str, list[str] | int | None] = {}
     for server in asyncio.run(server_reports(hub.url, token)):
@@ -652,12 +676,13 @@ def gather_cluster(hub: Hub, token: str, caller: Caller, course: Course) -> Inpu
     return Inputs(
         students=students,
         users={name: hub.user(name) for name in students},
+        sessions=found,
         cache=hub.cache_usage(course.name, caller.admin),
         revisions=revisions,
         numbers=numbers,
         latest=latest,
         edits=edits,
-        recorded=False,
+        recorded=recorded,
     )
 
 

@@ -10,6 +10,11 @@ to ``<state>/usage/sessions.jsonl``:
      "cpu_s": SECONDS, "peak_rss": BYTES}
     {"event": "stop",   ... the same fields as "sample"}
 
+On clusters the same lines come from :mod:`spawner_hooks.kube_usage` (the pods' figures
+from the kubelets) and live on the hub's volume; the hub serves a course's folded sessions
+to the report (``GET /hub/api/lakehub/usage``, :mod:`spawner_hooks.course_usage`) as
+:meth:`Session.as_dict` objects.
+
 Nothing sensitive: names, times and two figures.  :func:`sessions` folds the lines back
 into one :class:`Session` each (the usage report, :mod:`courses.report`, reads them).
 """
@@ -19,7 +24,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from lakehub.contract import SESSIONS_FILE
@@ -78,6 +83,31 @@ class Session:
         end = self.end if self.end is not None else (now if running else self.last_seen)
         start = self.start if since is None else max(self.start, since)
         return max(0.0, end - start) / 3600
+
+    def as_dict(self) -> dict:
+        """The session as JSON (what the hub's usage endpoint sends)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Session:
+        """A session the hub sent; ValueError names the first field that is wrong."""
+        if not isinstance(data, dict):
+            raise ValueError(f"a session is a JSON object, not {type(data).__name__}")
+        try:
+            end = data.get("end")
+            return cls(
+                user=str(data["user"]),
+                server=str(data.get("server", "")),
+                start=float(data["start"]),
+                end=None if end is None else float(end),
+                last_seen=float(data.get("last_seen", data["start"])),
+                cpu_s=float(data.get("cpu_s", 0.0)),
+                peak_rss=int(data.get("peak_rss", 0)),
+            )
+        except KeyError as exc:
+            raise ValueError(f"a session without {exc.args[0]!r}") from None
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"a session with a wrong field: {exc}") from None
 
 
 def sessions(records: Iterable[dict]) -> list[Session]:

@@ -16,9 +16,14 @@ the students' share endpoint; one :func:`configure` for the local hub and the cl
 * **Sharing.**  Students cannot create JupyterHub shares themselves (no ``shares``
   scope); ``POST /hub/api/lakehub/shares/<user>`` (:mod:`spawner_hooks.course_share`)
   shares their server with the instructors of a course they are in, and nobody else.
+* **Usage.**  ``GET /hub/api/lakehub/usage?course=<name>``
+  (:mod:`spawner_hooks.course_usage`) gives a course's sessions from the hub's sessions
+  record to its instructors and to admins: how the usage report gets them on a cluster.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from courses.membership import site_groups
 from lakehub import contract
@@ -27,6 +32,7 @@ from sitefile.model import Course
 
 AUTHENTICATOR_CLASS = "spawner_hooks.course_login.LakehubOAuthenticator"
 SHARE_ROUTE = rf"/api/{contract.COURSE_SHARE_API}/(?P<user_name>[^/]+)"
+USAGE_ROUTE = rf"/api/{contract.COURSE_USAGE_API}"
 
 CUSTOM_SCOPES = {
     contract.COURSE_SHARE_SCOPE: {
@@ -78,13 +84,19 @@ def groups_by_login(site: Site) -> bool:
     return isinstance(site.auth, OidcAuth)
 
 
-def configure(c, site: Site) -> None:
-    """Course groups, instructor roles, the share endpoint and the login's group sync on
-    the traitlets config ``c`` (after its ``load_roles`` are set: the roles are added)."""
+def configure(c, site: Site, sessions: Path | None = None) -> None:
+    """Course groups, instructor roles, the share endpoint, the usage endpoint (on the
+    sessions record ``sessions``, when given) and the login's group sync on the traitlets
+    config ``c`` (after its ``load_roles`` are set: the roles are added)."""
     c.JupyterHub.custom_scopes = {**CUSTOM_SCOPES}
     from spawner_hooks.course_share import CourseShareHandler
 
     c.JupyterHub.extra_handlers = [(SHARE_ROUTE, CourseShareHandler, {"courses": site.courses})]
+    if sessions is not None:
+        from spawner_hooks.course_usage import CourseUsageHandler
+
+        usage = {"courses": site.courses, "record": sessions}
+        c.JupyterHub.extra_handlers.append((USAGE_ROUTE, CourseUsageHandler, usage))
     if site.courses:
         c.JupyterHub.load_roles.extend(course_roles(site))
     if groups_by_login(site):

@@ -8,9 +8,12 @@ The chart drops ``jupyterhub_config.d/lakehub.py`` into the hub, which only does
 :func:`configure` reads the site file (``$LAKEHUB_SITE``, default
 ``/etc/lakehub/site.yaml``) and sets ``pre_spawn_hook``, ``modify_pod_hook`` and
 ``post_stop_hook`` on ``c.KubeSpawner``, and each user's own ``profile_list`` (their
-courses may grant more profiles).  Everything else about the pod (image, storage, the
-read-only cache volume) comes from the chart values; a member's course folders and home
-size are set at spawn from their hub groups.
+courses may grant more profiles).  The usage collector
+(:mod:`spawner_hooks.kube_usage`) follows each server's pod through its node's kubelet
+into the sessions record on the hub's volume (``lakehub.contract.HUB_USAGE_DIR``), which
+``GET /hub/api/lakehub/usage`` serves to the usage report.  Everything else about the
+pod (image, storage, the read-only cache volume) comes from the chart values; a member's
+course folders and home size are set at spawn from their hub groups.
 
 Where the Rucio token comes from:
 
@@ -55,22 +58,26 @@ from lakehub.contract import (
     ENV_TOKEN_SOURCE,
     ENV_TOKEN_URL,
     HUB_ISSUER,
+    HUB_USAGE_DIR,
     ISSUER_KEY_DIR,
     ISSUER_KEY_KEY,
     POD_HOME,
     RUCIO_ADMIN_DIR,
     RUCIO_ADMIN_KEY,
     SESSION_MOUNT,
+    SESSIONS_FILE,
     SITE_MOUNT,
     TOKEN_EXCHANGE,
     access_scope,
 )
 from sitefile import Site, load_site
+from spawner_hooks import usage as usage_hooks
 from spawner_hooks.exchange_hooks import TokenExchangeHooks
 from spawner_hooks.hooks import LakehubHooks
 from spawner_hooks.kube_courses import KubeCourseFolders
 from spawner_hooks.kube_delivery import KubeSecretDelivery
 from spawner_hooks.kube_session import KubeSession
+from spawner_hooks.kube_usage import KubeUsageCollector
 from spawner_hooks.profiles import ProfileCheck, kube_profile_list
 from spawner_hooks.session import ReplicaMode
 from tokens.exchange import TokenExchange
@@ -199,7 +206,11 @@ def configure(c, site: Site | None = None, environ: Mapping[str, str] | None = N
     if len(site.profiles) > 1:  # one profile: no form (the chart's values size the pods)
         c.KubeSpawner.profile_list = kube_profile_list(site)
     session.install(c.KubeSpawner)
-    course_access.configure(c, site)  # groups, instructors' roles, sharing, OIDC groups
+    # servers' hours, CPU time and peak memory for `make course-report`, from the kubelets
+    record = Path(HUB_USAGE_DIR) / SESSIONS_FILE
+    usage_hooks.install(c.KubeSpawner, KubeUsageCollector(record))
+    # groups, instructors' roles, sharing, OIDC groups, a course's sessions for its report
+    course_access.configure(c, site, record)
     if isinstance(session.hooks, TokenExchangeHooks):
         from spawner_hooks.oidc_refresh import refresh_ahead
 

@@ -283,7 +283,7 @@ def configure(
         stopper = dask_hooks.ClusterStopper(dask_gateway_api(site), DASK_ACCESS)
         c.Spawner.post_stop_hook = dask_hooks.as_hook(stopper)
     if with_hooks:  # servers' hours, CPU time and peak memory for `make course-report`
-        usage_hooks.install(c, usage_hooks.UsageCollector(sessions_file(paths)))
+        usage_hooks.install(c.Spawner, usage_hooks.UsageCollector(sessions_file(paths)))
 
     admin_token = paths.admin_token.read_text().strip()
     config = paths.cache_service / "config.json"
@@ -322,7 +322,8 @@ def configure(
         # the cache service tells an instructor the bytes of their own course's students
         {"name": CACHE_SERVICE, "scopes": ["read:groups"], "services": [CACHE_SERVICE]},
     ]
-    course_access.configure(c, site)  # groups, instructors' roles, sharing
+    # groups, instructors' roles, sharing, a course's sessions for its report
+    course_access.configure(c, site, sessions_file(paths))
 
 
 def load_from_environment(c) -> None:

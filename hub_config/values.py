@@ -633,6 +633,12 @@ def lakehub_values(site: Site, site_data: Mapping) -> dict:
             "enabled": True,
             "singleuserEgress": egress_values(site) + dask_egress(site),
         },
+        # the hub reads the pods' CPU time and memory from the kubelets (usage report)
+        "usage": {
+            "enabled": True,
+            "clusterRole": lc.USAGE_CLUSTER_ROLE,
+            "hubServiceAccount": lc.HUB_SERVICE_ACCOUNT,
+        },
         "notebooksJob": {"enabled": False, "image": image_values(k8s.images.singleuser)},
         "publicUrl": k8s.public_url,
     }

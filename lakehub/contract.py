@@ -36,6 +36,9 @@ IDP_GROUP_PREFIX = "group:"  # a course member given as an identity provider's g
 # own API (spawner_hooks.course_share): POST {hub API}/lakehub/shares/<user> {"course": ...}
 COURSE_SHARE_SCOPE = "custom:lakehub:course-share"  # given as !user to users and sessions
 COURSE_SHARE_API = "lakehub/shares"  # under the hub's API URL (/hub/api/)
+# a course's sessions (server hours, CPU time, peak memory) from the hub's sessions record,
+# for its instructors and hub admins (spawner_hooks.course_usage): GET {hub API}/lakehub/usage
+COURSE_USAGE_API = "lakehub/usage"  # under the hub's API URL (/hub/api/); ?course=<name>
 
 
 def course_group(course: str) -> str:
@@ -99,7 +102,8 @@ COURSES_NOTICE_FILE = "LAKEHUB-COURSES.md"  # a course that could not be pulled
 TOKEN_NOTICE_FILE = "LAKEHUB-TOKEN-NOTICE.md"  # noqa: S105  (a renewal that keeps failing)
 # the hub's record of who pulled which course revision (local stack)
 REVISIONS_FILE = "revisions.json"
-# the hub's append-only record of servers' starts, stops and CPU/memory (local stack)
+# the hub's append-only record of servers' starts, stops and CPU/memory: locally in the
+# state folder, on clusters on the hub's own volume (HUB_DATA_DIR)
 SESSIONS_FILE = "sessions.jsonl"
 
 # --- environment variables -----------------------------------------------------------------
@@ -160,6 +164,9 @@ ISSUER_KEY_DIR = f"{SECRETS_DIR}/issuer"
 CACHE_CONFIG_DIR = f"{CONFIG_DIR}/cache"
 COURSE_CONFIG_DIR = f"{CONFIG_DIR}/course"
 CACHE_STATE_DIR = "/var/lib/lakehub-cache"
+# the sessions record in the hub pod: on the hub's volume (hub-db-dir), which z2jh mounts
+# at /srv/jupyterhub
+HUB_USAGE_DIR = "/srv/jupyterhub/lakehub-usage"
 
 # --- Kubernetes objects, labels and Secret keys ---------------------------------------------
 
@@ -170,6 +177,8 @@ SESSION_VOLUME = "lakehub-session"
 COURSES_VOLUME = "lakehub-course-volume"  # the courses' shared volume in members' pods
 TOKEN_VOLUME = "lakehub-token"  # noqa: S105  (a volume's name)
 HUB_SECRET = "hub"  # noqa: S105  (z2jh's own Secret: hub.services.<name>.apiToken)
+HUB_SERVICE_ACCOUNT = "hub"  # z2jh's hub ServiceAccount (the usage ClusterRole's subject)
+USAGE_CLUSTER_ROLE = "lakehub-usage"  # <namespace>-lakehub-usage: read the kubelets' stats
 SESSION_SECRET_SUFFIX = "-lakehub"  # noqa: S105  (<pod name>-lakehub: a server's Secret)
 USER_TOKEN_SECRET_PREFIX = "lakehub-rucio-token-"  # noqa: S105  (the user's workers' token)
 PART_OF_LABEL = "app.kubernetes.io/part-of"

@@ -128,6 +128,8 @@ def _run(cmd: list[str], timeout: float, cwd: str | None = None) -> tuple[int, s
         )
     except subprocess.TimeoutExpired:
         return 124, f"fatal: no answer within {timeout:.0f} s"
+    except OSError as exc:  # git missing from the image: a failed pull, not a dead server
+        return 127, f"fatal: cannot run {cmd[0]}: {exc.strerror}"
     return done.returncode, done.stdout + done.stderr
 
 

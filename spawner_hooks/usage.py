@@ -18,8 +18,8 @@ What the figures are:
   never decreasing within a session.
 * Peak memory: the largest resident set size of the whole tree at one sample.
 
-On Kubernetes a server is a pod on another machine, so this collector does not apply
-there (see docs/instructors.md, "Usage report").
+On Kubernetes a server is a pod on another machine: :mod:`spawner_hooks.kube_usage` is
+the same collector (:class:`Collector`) with the pods' figures from the kubelets.
 """
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ def tree_figures(stats: dict[int, ProcStat], root: int) -> tuple[float, int] | N
 
 
 @dataclass
-class _Watch:
+class Watch:
     """One server the collector follows."""
 
     spawner: object
@@ -127,29 +127,29 @@ class _Watch:
         }
 
 
-class UsageCollector:
-    """Follows every server the hub starts; one per hub.  One sampling task reads
-    ``/proc`` once per round for all servers, and ends when none is left."""
+class Collector:
+    """What every usage collector shares (one per hub): the servers it watches, one
+    sampling task that ends when none is left, and the writes to the record.  A subclass
+    says how one round finds its servers' figures (:meth:`sample_once`) and whether a
+    server's start was recorded (:meth:`recorded`)."""
 
-    def __init__(
-        self,
-        record: Path,
-        every: float = 5.0,
-        write_every: float = 300.0,
-        starting_every: float = 0.25,
-        read: Callable[[], dict[int, ProcStat]] = read_stats,
-    ):
+    watch_class: type[Watch] = Watch
+
+    def __init__(self, record: Path, every: float, write_every: float, starting_every: float):
         self.record = record
         self.every = every
         self.starting_every = starting_every
         self.write_every = write_every
-        self.read = read
-        self.watching: dict[tuple[str, str], _Watch] = {}
+        self.watching: dict[tuple[str, str], Watch] = {}
         self.sampler: asyncio.Task | None = None
+
+    def recorded(self, w: Watch) -> bool:
+        """Was the start of this server written (its process, or its pod, seen)?"""
+        return bool(w.pid)
 
     def watch(self, spawner) -> None:
         limit = float(getattr(spawner, "start_timeout", 180) or 180)
-        w = _Watch(spawner, secrets.token_hex(8), time.monotonic() + limit)
+        w = self.watch_class(spawner, secrets.token_hex(8), time.monotonic() + limit)
         self.watching[(spawner.user.name, spawner.name)] = w
         if self.sampler is None or self.sampler.done():
             self.sampler = asyncio.create_task(self._sample_forever())
@@ -157,7 +157,7 @@ class UsageCollector:
     async def stopped(self, spawner) -> None:
         """The server stopped: record it with its last figures."""
         w = self.watching.pop((spawner.user.name, spawner.name), None)
-        if w is not None and w.pid:
+        if w is not None and self.recorded(w):
             await self._write(w.figures("stop"))
 
     async def _write(self, record: dict) -> None:
@@ -172,10 +172,29 @@ class UsageCollector:
                 await self.sample_once()
             except Exception:  # never let the hub's loop see this task fail
                 log.exception("lakehub: usage sampling failed")
-            # while a server is starting, look often: its process must be seen before a
-            # short session ends, or its start and stop would go unrecorded
-            starting = any(not w.pid for w in self.watching.values())
+            # while a server is starting, look often: it must be seen before a short
+            # session ends, or its start and stop would go unrecorded
+            starting = any(not self.recorded(w) for w in self.watching.values())
             await asyncio.sleep(min(self.every, self.starting_every) if starting else self.every)
+
+    async def sample_once(self) -> None:
+        raise NotImplementedError
+
+
+class UsageCollector(Collector):
+    """Follows every server the local hub starts: one read of ``/proc`` per round for
+    all servers."""
+
+    def __init__(
+        self,
+        record: Path,
+        every: float = 5.0,
+        write_every: float = 300.0,
+        starting_every: float = 0.25,
+        read: Callable[[], dict[int, ProcStat]] = read_stats,
+    ):
+        super().__init__(record, every, write_every, starting_every)
+        self.read = read
 
     async def sample_once(self) -> None:
         # the process ids first: a process the table was read without is not yet known
@@ -212,11 +231,12 @@ async def _call(hook, spawner) -> None:
             await result
 
 
-def install(c, collector: UsageCollector) -> None:
-    """Chain the collector after the configured ``pre_spawn_hook`` and before the
-    configured ``post_stop_hook`` (plain functions: traitlets copies config values)."""
-    pre = c.Spawner.pre_spawn_hook if "pre_spawn_hook" in c.Spawner else None
-    post = c.Spawner.post_stop_hook if "post_stop_hook" in c.Spawner else None
+def install(section, collector: Collector) -> None:
+    """Chain the collector after the ``pre_spawn_hook`` and before the ``post_stop_hook``
+    already set on the config section (``c.Spawner`` locally, ``c.KubeSpawner`` on
+    clusters; plain functions: traitlets copies config values)."""
+    pre = section.pre_spawn_hook if "pre_spawn_hook" in section else None
+    post = section.post_stop_hook if "post_stop_hook" in section else None
 
     async def lakehub_usage_pre_spawn_hook(spawner) -> None:
         await _call(pre, spawner)
@@ -226,5 +246,5 @@ def install(c, collector: UsageCollector) -> None:
         await collector.stopped(spawner)
         await _call(post, spawner)
 
-    c.Spawner.pre_spawn_hook = lakehub_usage_pre_spawn_hook
-    c.Spawner.post_stop_hook = lakehub_usage_post_stop_hook
+    section.pre_spawn_hook = lakehub_usage_pre_spawn_hook
+    section.post_stop_hook = lakehub_usage_post_stop_hook

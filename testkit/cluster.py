@@ -13,7 +13,10 @@
    from a small read-only file server on the node's address (a host process): the cache
    service runs in a pod and cannot open the host's folder, so it falls back to the
    HTTP replica; and the cache RSE, whose prefix is the cache volume's path in the pods
-   (``lakehub.contract.CACHE_MOUNT``);
+   (``lakehub.contract.CACHE_MOUNT``); the same server publishes the demo course
+   (``examples/courses/demo``) as a bare git repository (git's "dumb" HTTP protocol),
+   the source of the site's course ``lab`` (no students in the site file: tests add
+   them to its hub group);
 4. the namespace and the Secrets the site names (Rucio admin password, issuer key);
 5. the site file, a pure function of the node's address and the ports
    (:func:`lab_site`), written to ``<state>/site.yaml``.
@@ -68,6 +71,8 @@ IMAGES = {
     "proxy": ("localhost/lakehub/configurable-http-proxy", "5.2.0"),
 }
 DEMO_HTTP = "demo-http"  # the process name of the read-only file server
+LAB_COURSE = "lab"  # the site's one course (every user takes it), from examples/courses/demo
+COURSE_REPO = "courses/lab.git"  # the course's repository under the file server's root
 ADMIN_USER = "admin"
 
 
@@ -99,6 +104,11 @@ def issuer_url(node_ip: str, ports: LabPorts) -> str:
 
 def rucio_url(node_ip: str, ports: LabPorts) -> str:
     return f"http://{node_ip}:{ports.rucio}"
+
+
+def course_url(node_ip: str, ports: LabPorts) -> str:
+    """The lab course's git remote: the file server on the node's address."""
+    return f"http://{node_ip}:{ports.demo_http}/{COURSE_REPO}"
 
 
 def demo_data(events: int = 30_000) -> DemoData:
@@ -150,7 +160,16 @@ def lab_site(
         "tokens": {"lifetime_seconds": token_lifetime_seconds},
         "cache": {"quota_gb": 4},  # within the lab's 5Gi cache volume
         "auth": {"type": "native", "admin_users": [ADMIN_USER]},
-        "courses": [],
+        # the demo course, taken by nobody until someone is added to its hub group (as
+        # `make course-members` does): its members' pods pull it in their postStart hook
+        "courses": [
+            {
+                "name": LAB_COURSE,
+                "source": course_url(node_ip, ports),
+                "target": "lab-course",
+                "students": [],
+            }
+        ],
         # one small profile: a 2-core node must still fit the hub and the services
         "profiles": [
             {
@@ -338,9 +357,19 @@ class Lab:
         # the cache service writes the files at this path inside its pod
         ensure_rse(client, site.cache.rse, Path(CACHE_MOUNT))
 
+    def _publish_course(self) -> None:
+        """The demo course as a bare repository in the file server's folder, readable
+        with git's dumb HTTP protocol (``update-server-info`` writes its file lists)."""
+        from courses.git import commit_folder, git
+
+        repo = self.paths.rse / "demo" / COURSE_REPO
+        commit_folder(REPO / "examples" / "courses" / "demo", repo, "main", "the lab's course")
+        git("update-server-info", git_dir=repo)
+
     def _start_demo_http(self) -> None:
         """A read-only HTTP view of the demo RSE's folder on the node's address (Python's
         http.server answers GET and HEAD only)."""
+        self._publish_course()
         folder = self.paths.rse / "demo"
         log = self.logs / f"{DEMO_HTTP}.log"
         procs.start(

@@ -358,6 +358,31 @@ def test_the_token_service_is_wired_to_the_hub_and_may_only_rewrite_secrets(rend
     ]
 
 
+def test_the_hub_may_read_the_kubelets_stats_and_nothing_more_of_the_nodes(rendered):
+    """The usage collector's rights: nodes/stats (get) and nodes (get, list), bound to
+    z2jh's own hub ServiceAccount; never nodes/proxy (its GET reaches the kubelet's exec)."""
+    assert len(by_kind(rendered, "ServiceAccount", "hub")) == 1  # z2jh's, the hub's
+    name = f"{RELEASE_NAMESPACE}-lakehub-usage"
+    (role,) = by_kind(rendered, "ClusterRole", name)
+    assert role["rules"] == [
+        {"apiGroups": [""], "resources": ["nodes/stats"], "verbs": ["get"]},
+        {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list"]},
+    ]
+    (binding,) = by_kind(rendered, "ClusterRoleBinding", name)
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "hub", "namespace": RELEASE_NAMESPACE}
+    ]
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": name,
+    }
+    (hub,) = by_kind(rendered, "Deployment", "hub")
+    assert hub["spec"]["template"]["spec"]["serviceAccountName"] == "hub"
+    granted = [r for obj in rendered if obj["kind"].endswith("Role") for r in obj["rules"]]
+    assert not any("nodes/proxy" in r.get("resources", []) for r in granted)
+
+
 def pod_templates(objects: list[dict]) -> list[tuple[str, dict]]:
     """(kind/name, pod spec) of every workload's pod template."""
     found = []

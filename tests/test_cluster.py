@@ -23,7 +23,13 @@ Then, in order, as one story:
 4. Tokens live 120 s here: the token service renews the student's token, the renewed
    token reaches the Secret-mounted file in the running pod through the kubelet (the
    delay is printed), and Rucio still answers from the pod after the first token expired.
-5. A second ``make deploy`` reports no change and leaves the hub pod alone; an upgrade
+5. The hub's usage collector follows the student's pod through the kubelet's Summary API
+   (the hub's service account, the cluster CA): the sessions record on the hub's volume
+   gets the start and a sample with the pod's CPU time and memory, which the kubelet
+   itself confirms; the course report, built on the host with the admin's token, shows
+   the student's server hours and CPU time from the hub's usage endpoint, which refuses
+   the student's own token.
+6. A second ``make deploy`` reports no change and leaves the hub pod alone; an upgrade
    with another site name restarts the hub and keeps the student's claim, their file
    and the hub's database (the student logs in again, their server restarts and finds
    the file); ``make undeploy`` removes the release and keeps the claims;
@@ -38,21 +44,35 @@ fails with the reason.
 from __future__ import annotations
 
 import asyncio
+import csv
+import datetime as dt
+import json
 import os
 import re
 import secrets
 import subprocess
+import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from lakehub.contract import CACHE_MOUNT, POD_HOME, TOKEN_FILE, TOKEN_MOUNT
+from courses.usage import read_records
+from lakehub.contract import (
+    CACHE_MOUNT,
+    HUB_USAGE_DIR,
+    POD_HOME,
+    SESSIONS_FILE,
+    TOKEN_FILE,
+    TOKEN_MOUNT,
+    course_group,
+)
 from localstack.hubclient import HubAdmin, login, user_api_token
 from testkit import hyy
 from testkit.browser import launch as launch_chromium
-from testkit.cluster import ADMIN_USER, Lab, LabError, run_make
+from testkit.cluster import ADMIN_USER, LAB_COURSE, Lab, LabError, run_make
 from testkit.harness import KernelSession
 from testkit.lab_session import run_code, token_propagation
 from testkit.node import NodeError
@@ -289,6 +309,105 @@ def test_the_renewed_token_reaches_the_pod_and_rucio_answers_after_the_first_exp
         what="the first token expired",
     )
     assert whoami(lab, student) == name
+
+
+# --------------------------------------------------------------------------- usage
+
+
+def hub_volume(lab: Lab) -> Path:
+    """The folder of the hub's volume (hub-db-dir) on the node (a hostPath volume)."""
+    ns = lab.namespace
+    claim = lab.node.get(f"/api/v1/namespaces/{ns}/persistentvolumeclaims/hub-db-dir")
+    volume = lab.node.get(f"/api/v1/persistentvolumes/{claim['spec']['volumeName']}")
+    return Path(volume["spec"]["hostPath"]["path"])
+
+
+def test_the_hub_records_the_students_pod_from_the_kubelet_and_the_report_shows_it(
+    lab, student, tmp_path
+):
+    """The student's server has run the H->yy notebook: the hub's record has its start
+    (the pod's own start time) and a sample from the kubelet; stopping the server writes
+    the stop with the last figures, which the report on this machine shows."""
+    name, ns = student["name"], lab.namespace
+    # the record on the hub's volume, where the hub pod writes it (HUB_USAGE_DIR)
+    record = hub_volume(lab) / Path(HUB_USAGE_DIR).name / SESSIONS_FILE
+
+    def mine(event: str) -> list[dict]:
+        return [r for r in read_records(record) if r["user"] == name and r["event"] == event]
+
+    def sampled() -> dict | None:
+        found = [r for r in mine("sample") if r["cpu_s"] > 0 and r["peak_rss"] > 0]
+        return found[0] if found else None
+
+    sample = lab.node.wait_until(sampled, timeout=120, what=f"a usage sample of {name}")
+    (start,) = mine("start")
+    assert start["session"] == sample["session"] and start["t"] <= sample["t"]
+    spec = pod(lab, f"jupyter-{name}")
+    started = dt.datetime.fromisoformat(spec["status"]["startTime"].replace("Z", "+00:00"))
+    assert start["t"] == started.timestamp()
+    # the kubelet's own figures, read now as the cluster admin: the pod's cumulative CPU
+    # time is at least what the hub recorded earlier
+    summary = lab.node.get(f"/api/v1/nodes/{spec['spec']['nodeName']}/proxy/stats/summary")
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "kubelet-summary.json").write_text(json.dumps(summary, indent=1))
+    (now,) = [p for p in summary["pods"] if p["podRef"]["name"] == f"jupyter-{name}"]
+    assert now["podRef"]["namespace"] == ns
+    assert now["cpu"]["usageCoreNanoSeconds"] / 1e9 >= sample["cpu_s"]
+
+    # the admin stops the server: the stop carries the session's last figures
+    admin_token = user_api_token(lab.public_url, ADMIN_USER, student["admin_password"])
+    admin = HubAdmin(lab.public_url, admin_token)
+    admin.stop_server(name, timeout=120)
+    (stop,) = lab.node.wait_until(lambda: mine("stop"), timeout=60, what=f"{name}'s stop")
+    assert stop["session"] == start["session"]
+    assert stop["cpu_s"] > 1.0  # the notebook's kernel read and filled histograms
+    assert stop["peak_rss"] > 50_000_000  # JupyterLab and a kernel, not a stray number
+    logs = lab.node.kubectl("logs", "-n", ns, "deploy/hub", "--tail=-1").stdout
+    assert "no usage figures from node" not in logs and "usage sampling failed" not in logs
+
+    # the student joins the course by hand (as `make course-members` does; the site
+    # file names no students), only for the report: their next start pulls nothing
+    group = f"/groups/{course_group(LAB_COURSE)}"
+    assert admin.api("POST", group).status_code in (201, 409)  # the hub made it at start
+    members = f"{group}/users"
+    joined = admin.api("POST", members, json={"users": [name]})
+    assert joined.status_code == 200, joined.text
+    try:
+        check_the_report_and_the_endpoint(lab, student, admin_token, start, stop, tmp_path)
+    finally:
+        admin.api("DELETE", members, json={"users": [name]})
+
+
+def check_the_report_and_the_endpoint(lab, student, admin_token, start, stop, out) -> None:
+    name = student["name"]
+    # the report on this machine with the admin's own token, as `make course-report`
+    env = {**os.environ, "JUPYTERHUB_API_TOKEN": admin_token}
+    cmd = [sys.executable, "-m", "courses", "report", "--site", str(lab.site_file)]
+    done = subprocess.run(
+        [*cmd, "--course", LAB_COURSE, "--out", str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    with (out / f"course-report-{LAB_COURSE}.csv").open() as f:
+        row = {r["student"]: r for r in csv.DictReader(f)}[name]
+    hours = (stop["t"] - start["t"]) / 3600
+    assert float(row["server_hours"]) == pytest.approx(hours, abs=1e-4)
+    assert (row["sessions"], row["running"]) == ("1", "no")
+    assert row["cpu_seconds"] == f"{stop['cpu_s']:.1f}"
+    assert int(row["peak_memory_bytes"]) == stop["peak_rss"]
+    page = (out / f"course-report-{LAB_COURSE}.html").read_text()
+    assert "not recorded on this site" not in page
+
+    # the hub's usage endpoint refuses the student's own token
+    usage = f"{lab.public_url}/hub/api/lakehub/usage"
+    headers = {"Authorization": f"token {student['token']}"}
+    refused = httpx.get(usage, params={"course": LAB_COURSE}, headers=headers, timeout=30)
+    assert refused.status_code == 403 and f"{name} may not see" in refused.text
 
 
 # --------------------------------------------------------------------------- lifecycle

@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from courses import local as local_courses
-from courses.usage import read_records, sessions_file
+from courses.usage import read_records, sessions, sessions_file
 from lakehub.contract import course_group, instructors_group
 from testkit.harness import (
     hub_token,
@@ -236,10 +236,43 @@ def test_the_cache_tells_each_instructor_only_their_own_students_bytes(report_st
     assert ask(STUDENTS[0], None).status_code == 403
 
 
+def test_the_hub_gives_a_courses_sessions_to_its_instructors_and_admins_only(report_stack, worked):
+    """``GET /hub/api/lakehub/usage?course=``: the report's rule (admins, the course's
+    instructors), the course's students only, and a token narrowed below the students'
+    activity is refused even for an admin."""
+    stack, folder = report_stack
+    usage = f"{stack.url}/hub/api/lakehub/usage"
+
+    def ask(token: str, course: str | None) -> httpx.Response:
+        params = {"course": course} if course else None
+        return httpx.get(usage, params=params, headers={"Authorization": f"token {token}"})
+
+    recorded = sessions(read_records(sessions_file(stack.paths)))
+    mine = ask(hub_token(stack, TEACHER, ["inherit"]), COURSE)
+    assert mine.status_code == 200, mine.text
+    got = mine.json()
+    assert got["recorded"] is True and got["course"] == COURSE
+    expected = [s.as_dict() for s in recorded if s.user in STUDENTS]
+    assert got["sessions"] == expected and {s["user"] for s in expected} == {STUDENTS[0]}
+    assert got["sessions"][0]["cpu_s"] > 0 and got["sessions"][0]["end"] is not None
+    assert ask(stack.admin_token, COURSE).json()["sessions"] == expected
+
+    refused = ask(hub_token(stack, OTHER_TEACHER, ["inherit"]), COURSE)
+    assert refused.status_code == 403
+    assert f"only its instructors (hub group {instructors_group(COURSE)})" in refused.text
+    student = ask(hub_token(stack, STUDENTS[0], ["inherit"]), COURSE)
+    assert student.status_code == 403 and f"{STUDENTS[0]} may not see" in student.text
+    narrowed = ask(hub_token(stack, TEACHER, [f"list:users!group={course_group(COURSE)}"]), COURSE)
+    assert narrowed.status_code == 403 and "read:users:activity" in narrowed.text
+    assert ask(stack.admin_token, "nosuch").status_code == 404
+    assert ask(stack.admin_token, None).status_code == 400
+
+
 def test_on_a_cluster_the_report_asks_the_running_servers(report_stack, worked):
     """The cluster path (``gather_cluster``) against this hub: it reads the hub and the
-    servers only through the REST API and the proxy, as on a cluster; the course's source
-    is a folder here, which clusters refuse, so the latest revision stays unknown."""
+    servers only through the REST API and the proxy, as on a cluster (the sessions from
+    the hub's usage endpoint); the course's source is a folder here, which clusters
+    refuse, so the latest revision stays unknown."""
     from courses.report import Hub, build, gather_cluster, render_html
 
     stack, folder = report_stack
@@ -256,7 +289,11 @@ def test_on_a_cluster_the_report_asks_the_running_servers(report_stack, worked):
     assert inputs.revisions == {STUDENTS[0]: {"revision": tip}}
     assert inputs.edits == {STUDENTS[0]: 1}
     assert inputs.cache[STUDENTS[0]][did]["bytes"] == read
+    assert inputs.recorded
+    local = [s for s in sessions(read_records(sessions_file(stack.paths))) if s.user in STUDENTS]
+    assert inputs.sessions[0] == local[0]  # the first session: the figures the file holds
     report = build(COURSE, inputs, None, time.time())
     ada = report.rows[0]
-    assert (ada.hours, ada.edited, ada.cache_bytes, ada.up_to_date) == (0, 1, read, None)
-    assert "this site keeps no sessions record" in render_html(report)
+    assert (ada.edited, ada.cache_bytes, ada.up_to_date) == (1, read, None)
+    assert ada.hours > 0 and ada.cpu_s > 0 and ada.peak_rss > 10_000_000
+    assert "not recorded on this site" not in render_html(report)

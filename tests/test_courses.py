@@ -177,6 +177,21 @@ def test_pure_builders_link_plan_and_revision_record():
     assert "alice" not in before["demo"]  # pure: the input is not changed
 
 
+def test_a_home_without_git_reports_the_pull_instead_of_failing(tmp_path, monkeypatch):
+    """An image without git (the pull runs in a pod's postStart hook, whose failure kills
+    the server): the pull is reported as failed, the command still exits 0."""
+    from lakehub.courses import pull_one
+
+    monkeypatch.setenv("PATH", str(tmp_path / "nothing-here"))
+    entry = {"repo": "https://example.org/c.git", "branch": "main", "target": "c"}
+    found = pull_one({**entry, "path": str(tmp_path / "c")}, "gitpuller", timeout=10)
+    assert found == {
+        "ok": False,
+        "reason": "the course source https://example.org/c.git cannot be read"
+        " (fatal: cannot run git: No such file or directory)",
+    }
+
+
 def test_revisions_reach_students_and_edits_are_never_lost(course_stack):
     stack, source = course_stack
     started = time.monotonic()

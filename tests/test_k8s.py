@@ -135,6 +135,13 @@ def test_configure_installs_the_three_hooks_from_the_site_file(tmp_path):
     assert step.__self__.api_url == env["LAKEHUB_DASK_API_URL"].rstrip("/")
     for hook in ("pre_spawn_hook", "modify_pod_hook", "post_stop_hook"):
         assert callable(c.KubeSpawner[hook]), hook
+    # the usage collector wraps the spawn and stop hooks; the hub serves its record
+    assert c.KubeSpawner.pre_spawn_hook.__name__ == "lakehub_usage_pre_spawn_hook"
+    assert c.KubeSpawner.post_stop_hook.__name__ == "lakehub_usage_post_stop_hook"
+    routes = {route: options for route, _, options in c.JupyterHub.extra_handlers}
+    assert str(routes["/api/lakehub/usage"]["record"]) == (
+        "/srv/jupyterhub/lakehub-usage/sessions.jsonl"
+    )
 
     create_signing_key(tmp_path / "key.json")
     local = configure(
