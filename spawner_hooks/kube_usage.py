@@ -15,8 +15,9 @@ session used, which the Summary API gives as a cumulative counter.
   a round (the working set is what the kubelet itself counts against the pod's memory
   limit; it is not the resident set of the local collector, but the closest figure a
   pod has);
-* the start: the pod's ``startTime``; the stop: when the hub stops the server, or the
-  round that finds the pod gone.
+* the start: the pod's ``status.startTime`` (from KubeSpawner's reflector; the
+  summary's own start of the pod if that has none); the stop: when the hub stops the
+  server, or the round that finds the pod gone.
 
 How: the collector runs in the hub's event loop.  It finds each watched server's pod in
 KubeSpawner's own pod reflector (no API call), groups the pods by node and asks each
@@ -78,6 +79,7 @@ class PodPlace:
     namespace: str
     name: str
     uid: str
+    started: float | None = None  # the pod's status.startTime (epoch seconds)
 
 
 def parse_time(text: object) -> float | None:
@@ -154,7 +156,8 @@ def pod_place(pod: Mapping | None) -> PodPlace | None:
     node = spec.get("nodeName")
     if not node or not meta.get("name"):
         return None
-    return PodPlace(node, meta.get("namespace", ""), meta["name"], meta.get("uid", ""))
+    started = parse_time((pod.get("status") or {}).get("startTime"))
+    return PodPlace(node, meta.get("namespace", ""), meta["name"], meta.get("uid", ""), started)
 
 
 def reflected_pod(spawner) -> Mapping | None:
@@ -310,7 +313,9 @@ class KubeUsageCollector(Collector):
                         self.watching.pop(key, None)
                     continue
                 w.uid = figures.uid
-                started = figures.started or time.time()
+                # the pod object's start (what `kubectl get pod` shows); the summary's
+                # own may differ by a second
+                started = (place.started if place else None) or figures.started or time.time()
                 await self._write({**w.base, "event": "start", "t": started})
             elif place is None or place.uid != w.uid:  # the pod went without the hub's stop
                 self.watching.pop(key, None)

@@ -131,6 +131,8 @@ def test_a_pod_is_placed_once_it_is_scheduled():
     assert pod_place(pod) is None and pod_place(None) is None
     pod["spec"]["nodeName"] = "node-a"
     assert pod_place(pod) == PodPlace("node-a", "lh", "jupyter-ada", "u1")
+    pod["status"] = {"startTime": "2026-12-02T18:53:44Z"}  # the start the record gets
+    assert pod_place(pod).started == 1796237624.0
 
 
 # --------------------------------------------------------------------------- the rounds
