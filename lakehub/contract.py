@@ -103,7 +103,7 @@ TOKEN_NOTICE_FILE = "LAKEHUB-TOKEN-NOTICE.md"  # noqa: S105  (a renewal that kee
 # the hub's record of who pulled which course revision (local stack)
 REVISIONS_FILE = "revisions.json"
 # the hub's append-only record of servers' starts, stops and CPU/memory: locally in the
-# state folder, on clusters on the hub's own volume (HUB_DATA_DIR)
+# state folder, on clusters on the hub's own volume (HUB_USAGE_DIR)
 SESSIONS_FILE = "sessions.jsonl"
 
 # --- environment variables -----------------------------------------------------------------
