@@ -78,14 +78,24 @@ def assemble_bundle(
         files=session.session_files(
             paths, site.rucio.instances, site.rucio.default, account, problems, expires, cache
         ),
-        env=session.session_env(
-            paths,
-            cache_url=cache_url,
-            token_url=token_url,
-            courses=course_entries(courses),
-            dask=dask,
-        ),
+        env=bundle_env(paths, cache_url=cache_url, token_url=token_url, dask=dask, courses=courses),
         problems=problems,
+    )
+
+
+def bundle_env(
+    paths: session.SessionPaths,
+    *,
+    cache_url: str | None = None,
+    token_url: str | None = None,
+    dask: session.DaskGateway | None = None,
+    courses: Sequence[Course] = (),
+) -> dict[str, str]:
+    """The session's environment (pure).  It names paths and URLs only, never the token,
+    so it can be decided before the token exists (:meth:`SessionHooks.pre_spawn` with an
+    overlapping delivery)."""
+    return session.session_env(
+        paths, cache_url=cache_url, token_url=token_url, courses=course_entries(courses), dask=dask
     )
 
 
@@ -256,9 +266,17 @@ class SessionHooks:
     async def build(self, spawner, paths: session.SessionPaths) -> SessionBundle:
         raise NotImplementedError
 
+    async def build_and_deliver(self, spawner, paths: session.SessionPaths) -> None:
+        """The account, the token and their delivery, for an overlapping delivery: run
+        while the spawner makes the server's volume; the delivery's waiter gets a
+        :class:`DeliveryFailed`."""
+        bundle = await self.build(spawner, paths)
+        await timed("session files", self.delivery.deliver(spawner, bundle))
+
     async def pre_spawn(self, spawner) -> None:
         steps = SpawnSteps()
         token = _steps.set(steps)
+        work = None
         try:
             pull = None
             if self.courses is not None:
@@ -268,20 +286,42 @@ class SessionHooks:
                 pull = asyncio.ensure_future(
                     timed("courses", self.courses.pull(spawner, self.courses_of(spawner)))
                 )
-            bundle = await self.build(spawner, self.delivery.paths(spawner))
-            await timed("session files", deliver(self.delivery, spawner, bundle))
+            paths = self.delivery.paths(spawner)
+            if getattr(self.delivery, "overlap", False):
+                # The environment needs no token: it is set now, and the token exchange
+                # (or Rucio and the hub's issuer) with the Secret go on while KubeSpawner
+                # makes the claim; its modify-pod hook waits for them (kube_session).
+                set_environment(spawner, self.delivery, self.environment(spawner, paths))
+                work = asyncio.ensure_future(self.build_and_deliver(spawner, paths))
+                self.delivery.begin(spawner, work)
+            else:
+                bundle = await self.build(spawner, paths)
+                await timed("session files", deliver(self.delivery, spawner, bundle))
         finally:
             _steps.reset(token)
         steps.hook_done()
         alongside = getattr(spawner, "alongside_start", None)
-        if pull is not None and alongside is not None:
+        if pull is not None and alongside is not None and work is None:
             # the local spawner runs the rest of the pull while the server process
             # starts, and reports the server only once the pull is done as well
             alongside(_log_when_done(spawner.user.name, steps, pull))
             return
         if pull is not None:
             await pull
-        log_ready(spawner.user.name, steps)
+        if work is None:
+            log_ready(spawner.user.name, steps)
+        else:  # the line names the steps once they are done
+            work.add_done_callback(lambda _: log_ready(spawner.user.name, steps))
+
+    def environment(self, spawner, paths: session.SessionPaths) -> dict[str, str]:
+        """The environment the spawner's bundle will carry, without building it."""
+        return bundle_env(
+            paths,
+            cache_url=self.cache_url,
+            token_url=self.token_url,
+            dask=self.dask,
+            courses=self.courses_of(spawner),
+        )
 
 
 async def _log_when_done(username: str, steps: SpawnSteps, pull: Awaitable) -> None:
@@ -374,5 +414,10 @@ async def deliver(delivery, spawner, bundle: SessionBundle) -> None:
         await delivery.deliver(spawner, bundle)
     except DeliveryFailed as exc:
         log.error("lakehub: %s", exc)
-    # a fresh dict: never mutate a dict that may be shared through config
-    spawner.environment = {**spawner.environment, **delivery.environment(bundle.env)}
+    set_environment(spawner, delivery, bundle.env)
+
+
+def set_environment(spawner, delivery, env: dict[str, str]) -> None:
+    """Add the session's variables to the spawner's, as the delivery hands them on; a
+    fresh dict: never mutate a dict that may be shared through config."""
+    spawner.environment = {**spawner.environment, **delivery.environment(env)}

@@ -21,8 +21,10 @@ builders from :mod:`spawner_hooks.session`); only the delivery differs:
   an owner reference; it is removed in the stop path (``post_stop_hook``), which
   JupyterHub runs after every stop, failed starts included.
 * With ``overlap`` (what :mod:`spawner_hooks.kube_session` sets), the pre-spawn hook
-  only begins to create the Secrets; they are created while KubeSpawner makes the PVC
-  and the pod's manifest, and its ``modify_pod_hook`` waits for them
+  sets the pod's environment (which names no token) and only begins the rest: the
+  token (the exchange at the identity provider, or Rucio and the hub's issuer) and the
+  Secrets are made while KubeSpawner makes the PVC and the pod's manifest
+  (:meth:`KubeSecretDelivery.begin`).  Its ``modify_pod_hook`` waits for them
   (:meth:`KubeSecretDelivery.delivered`), so they exist before the pod does.  The stop
   path waits for them too before deleting them.
 
@@ -302,24 +304,28 @@ class KubeSecretDelivery:
             if _status(exc) != 404:
                 raise
 
+    def _mark_api_token(self, spawner) -> None:
+        if getattr(spawner, "api_token", None):
+            # decided before the Secret exists, from what it will hold: the pod's env
+            # then never keeps the API token as a plain value
+            self._holding_api_token.add(spawner)
+
     async def deliver(self, spawner, bundle: SessionBundle) -> None:
         """Create the server's Secret and, at the same time, the user's token Secret
-        (when the site needs one); with ``overlap``, only begin to, and let
-        :meth:`delivered` wait."""
-        if getattr(spawner, "api_token", None):
-            # decided now, from the manifest's content: modify_pod may run before the
-            # Secret exists, and must never leave the API token as a plain value
-            self._holding_api_token.add(spawner)
-        both = asyncio.gather(
+        (when the site needs one)."""
+        self._mark_api_token(spawner)
+        await asyncio.gather(
             self.deliver_session(spawner, bundle), self.deliver_user_token(spawner, bundle)
         )
-        if not self.overlap:
-            await both
-            return
-        self._pending[spawner] = both
+
+    def begin(self, spawner, work: asyncio.Future) -> None:
+        """With ``overlap``: ``work`` (building the bundle, then :meth:`deliver`) runs
+        while KubeSpawner makes the claim; :meth:`delivered` waits for it."""
+        self._mark_api_token(spawner)
+        self._pending[spawner] = work
 
     async def delivered(self, spawner) -> None:
-        """Wait for the Secrets :meth:`deliver` began (KubeSpawner's modify-pod hook); a
+        """Wait for the work :meth:`begin` was given (KubeSpawner's modify-pod hook); a
         failure is raised as :class:`DeliveryFailed` once, to the first waiter."""
         pending = self._pending.pop(spawner, None)
         if pending is not None:
@@ -395,6 +401,8 @@ class KubeSecretDelivery:
             await self.delivered(spawner)
         except DeliveryFailed:
             pass  # reported by the start that began it
+        except Exception as exc:  # a start that failed before its modify-pod hook ran
+            log.error("lakehub: %s's session setup failed: %s", spawner.user.name, _describe(exc))
         others = [
             s
             for s in getattr(spawner.user, "spawners", {}).values()

@@ -28,7 +28,8 @@ class KubeSession:
             raise ValueError("the hooks must deliver through this KubeSecretDelivery")
         self.hooks = hooks
         self.delivery = delivery
-        # the Secrets are created while KubeSpawner prepares the pod; modify_pod waits
+        # the token and the Secrets are made while KubeSpawner makes the claim and the
+        # pod's manifest; modify_pod waits for them
         delivery.overlap = True
         # more post-stop steps, e.g. spawner_hooks.dask.ClusterStopper.post_stop
         self.also_on_stop = also_on_stop
@@ -42,8 +43,8 @@ class KubeSession:
 
     async def modify_pod(self, spawner, pod):
         """KubeSpawner calls this just before it creates the pod, after the PVC: the
-        Secrets were being created meanwhile, so wait for them here (the pod refers to
-        them).  A failure is logged as a failed delivery always was (the server starts
+        token and the Secrets were being made meanwhile, so wait for them here (the pod
+        refers to them).  A failure is logged as a failed delivery always was (the server starts
         without Rucio access, and the hub log says why)."""
         try:
             await self.delivery.delivered(spawner)

@@ -86,7 +86,7 @@ from testkit.apiserver import (
     spawner_config,
     stop_reflectors,
 )
-from tokens.exchange import exchange_form
+from tokens.exchange import client_auth, exchange_form, refusal
 
 REPO = Path(__file__).resolve().parent.parent
 ROLE_VERBS = {v for rule in HUB_ROLE_RULES for v in rule["verbs"]}
@@ -192,6 +192,27 @@ def test_exchange_request_follows_rfc8693():
         "audience": "rucio",
         "scope": "openid profile",
     }
+
+
+def test_the_hubs_oauth_client_authenticates_as_rfc6749_says():
+    """HTTP Basic of the form-encoded id and secret (RFC 6749 2.3.1): a secret holding
+    ':' or '%' reaches the provider unchanged."""
+    header = client_auth("lake hub", "s:e%c")
+    assert header.startswith("Basic ")
+    assert base64.b64decode(header[6:]) == b"lake+hub:s%3Ae%25c"
+
+
+def test_a_refused_exchange_says_why_in_a_line_a_user_can_read():
+    refused = refusal(400, {"error": "invalid_grant", "error_description": "token expired"})
+    assert str(refused) == (
+        "the identity provider refused the token exchange (HTTP 400: invalid_grant token expired)"
+    )
+    assert str(refusal(502, None)) == "the identity provider refused the token exchange (HTTP 502)"
+    # an error object in a successful answer (RFC 6749 5.2 allows no such thing; some do)
+    assert str(refusal(200, {"error": "access_denied"})) == (
+        "the identity provider refused the token exchange (access_denied)"
+    )
+    assert len(str(refusal(400, {"error": "x" * 5000}))) < 400
 
 
 # --- against the apiserver ----------------------------------------------------------------
@@ -557,16 +578,20 @@ async def test_a_refused_exchange_still_starts_the_server(plane, hub_token, idp)
 
 
 @k8s
-async def test_the_secret_is_made_while_the_claim_is_and_before_the_pod(plane, hub_token, idp):
-    """The session Secret is not a step of its own before KubeSpawner's work: its
-    creation runs while the home's claim is created, and the pod is created only once
-    the Secret exists (the pod refers to it).  The Secret's creation is held until the
-    claim's creation has been asked for; a start that made the Secret first would never
-    reach the claim and fail here."""
+async def test_the_token_and_secret_are_made_while_the_claim_is_and_before_the_pod(
+    plane, hub_token, idp
+):
+    """Neither the token exchange nor the session Secret is a step of its own before
+    KubeSpawner's work: both run while the home's claim is created, and the pod is
+    created only once the Secret exists (the pod refers to it).  The exchange and the
+    Secret's creation are each held until the claim's creation has been asked for; a
+    start that waited for either before the claim would never reach it and fail here."""
     from oauthenticator.generic import GenericOAuthenticator
 
     config = spawner_config()
-    configure(config, make_site(free_port()), environ={"LAKEHUB_TOKEN_SOURCE": "token_exchange"})
+    session = configure(
+        config, make_site(free_port()), environ={"LAKEHUB_TOKEN_SOURCE": "token_exchange"}
+    )
     user = HubUser("erin", {"access_token": idp.access_token_for("erin")})
     authenticator = GenericOAuthenticator(
         token_url=idp.token_url, client_id=idp.client_id, client_secret=idp.client_secret
@@ -580,6 +605,15 @@ async def test_the_secret_is_made_while_the_claim_is_and_before_the_pod(plane, h
         api.create_namespaced_persistent_volume_claim,
         api.create_namespaced_pod,
     )
+
+    exchange = session.hooks.exchange
+    real_exchange = exchange.exchange
+
+    async def held_exchange(spawner):
+        await claim_asked.wait()
+        got = await real_exchange(spawner)
+        order.append("token exchanged")
+        return got
 
     async def held_secret(*args, **kwargs):
         await claim_asked.wait()
@@ -599,15 +633,17 @@ async def test_the_secret_is_made_while_the_claim_is_and_before_the_pod(plane, h
     api.create_namespaced_secret = held_secret
     api.create_namespaced_persistent_volume_claim = claim
     api.create_namespaced_pod = pod
+    exchange.exchange = held_exchange
     try:
         await asyncio.wait_for(hub_spawn(spawner), 60)
-        assert order == ["claim asked", "secret made", "pod asked"]
+        assert order == ["claim asked", "token exchanged", "secret made", "pod asked"]
         status, secret = get(plane, f"secrets/{spawner.pod_name}-lakehub")
         assert status == 200 and secret_files(secret)["rucio-token"]
     finally:
         del api.create_namespaced_secret
         del api.create_namespaced_persistent_volume_claim
         del api.create_namespaced_pod
+        del exchange.exchange
         await hub_stop(spawner)
         await stop_reflectors()
 
