@@ -107,7 +107,7 @@ class TokenExchange:
         self.timeout = timeout
         self.max_parallel = max_parallel
         self.clock = clock
-        self._clients: dict[tuple, tuple] = {}
+        self._clients: dict[asyncio.AbstractEventLoop, tuple] = {}  # loop -> (session, limit)
         self._ssl: ssl.SSLContext | None = None
 
     def _client(self) -> tuple[aiohttp.ClientSession, asyncio.Semaphore]:
