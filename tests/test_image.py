@@ -360,6 +360,16 @@ def test_no_news_prompt_for_any_user(singleuser):
     assert "@jupyterlab/apputils-extension:announcements" in disabled
 
 
+def test_the_extension_manager_lists_and_never_searches_pypi(singleuser):
+    """The Extension Manager shows what the image holds and offers no installs: its
+    PyPI mode would search pypi.org from the server (failing on offline campuses) and
+    builds an HTTP client at every server start."""
+    status, page = _get(singleuser.port, "/lab", singleuser.token)
+    assert status == 200
+    manager = _page_config(page)["extensionManager"]
+    assert manager["name"] == "read-only" and manager["can_install"] is False, manager
+
+
 def test_notebooks_shipped(su_host):
     expected = sorted(p.name for p in NOTEBOOKS.glob("*.ipynb"))
     assert expected
