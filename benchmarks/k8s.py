@@ -66,9 +66,9 @@ async def _starts(plane: ControlPlane, users: int, prefix: str, idp=None) -> dic
     from hub_config.kubernetes import configure
 
     config = spawner_config()
-    authenticator = None
+    authenticator = session = None
     if idp is not None:
-        configure(
+        session = configure(
             config, make_site(free_port()), environ={"LAKEHUB_TOKEN_SOURCE": "token_exchange"}
         )
         authenticator = GenericOAuthenticator(
@@ -107,6 +107,8 @@ async def _starts(plane: ControlPlane, users: int, prefix: str, idp=None) -> dic
         stop_errors = [repr(e)[:200] for e in stops if isinstance(e, BaseException)]
     finally:
         await stop_reflectors()
+        if session is not None:  # the exchange's HTTP connections, kept alive till here
+            await session.hooks.exchange.aclose()
     return {
         "times": [t for t, _ in results if t is not None],
         "errors": [e for _, e in results if e] + stop_errors,
