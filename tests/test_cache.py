@@ -18,10 +18,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from hub_services.cache.rucio import CacheRucio, RucioDown, RucioSettings
 from lakehub.cache import CacheError, DatasetNotFound, NoPermission, RucioUnavailable, fetch
 from localstack.procs import wait_until
 from testkit.harness import (
     cache_stats,
+    free_ports,
     make_dataset,
     run_in_kernel,
     unique_user,
@@ -268,3 +270,26 @@ def test_a_bad_course_file_is_reported_without_a_traceback(tmp_path):
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     assert "datasets" in result.stderr and "'..'" in result.stderr
+
+
+def test_an_unreachable_rucio_is_a_skipped_rule_check_not_a_traceback(tmp_path):
+    """Nothing listens on Rucio's port. The cache's Rucio calls then say that Rucio did
+    not answer, which its rule loop logs as one warning line per poll. They must not
+    raise rucio-clients' own connection error, which the loop logged with a traceback at
+    every poll."""
+    (port,) = free_ports(1)
+    password = tmp_path / "password"
+    password.write_text("unused")
+    rucio = CacheRucio(
+        RucioSettings(
+            rucio_host=f"http://127.0.0.1:{port}",
+            auth_host=f"http://127.0.0.1:{port}",
+            vo="def",
+            account="root",
+            username="root",
+            password_file=password,
+            cache_rse="LAKEHUB_CACHE",
+        )
+    )
+    with pytest.raises(RucioDown, match="did not answer"):
+        asyncio.run(rucio.files_waiting_for_rules())

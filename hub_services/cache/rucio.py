@@ -116,7 +116,8 @@ class CacheRucio:
 
             if isinstance(exc, rex.DataIdentifierNotFound):
                 raise UnknownDID(str(exc)) from None
-            if isinstance(exc, rex.RucioException) and not isinstance(exc, rex.CannotAuthenticate):
+            unreachable = (rex.CannotAuthenticate, rex.ServerConnectionException)
+            if isinstance(exc, rex.RucioException) and not isinstance(exc, unreachable):
                 raise
             self._client = None
             raise RucioDown(
