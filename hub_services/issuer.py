@@ -31,6 +31,7 @@ from jupyterhub.services.auth import HubAuth
 from tornado import web
 
 from hub_services.hub_auth import service_hub_auth
+from hub_services.lifecycle import run_until_stopped
 from hub_services.token_api import TokenHandler
 from lakehub.contract import (
     ENV_OAUTH_CLIENT_SECRET,
@@ -205,8 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         from tokens.mint import load_signing_key
 
         key = load_signing_key(args.key)
-    asyncio.run(serve(args, key))
-    return 0
+    return run_until_stopped(serve(args, key), log)
 
 
 if __name__ == "__main__":

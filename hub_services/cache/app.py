@@ -44,6 +44,7 @@ from hub_services.cache.rucio import (
 from hub_services.cache.store import CacheStore, TransferFailed
 from hub_services.cache.usage import UsageLedger
 from hub_services.hub_auth import HubJSONHandler, service_hub_auth
+from hub_services.lifecycle import run_until_stopped
 from lakehub.contract import CACHE_SERVICE, CACHE_USAGE_PATH, course_group, instructors_group
 
 log = logging.getLogger("lakehub.cache")
@@ -372,8 +373,7 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as exc:
         print(f"lakehub-cache: cannot read {args.config}: {exc}", file=sys.stderr)
         return 2
-    asyncio.run(serve(config))
-    return 0
+    return run_until_stopped(serve(config), log)
 
 
 if __name__ == "__main__":
