@@ -21,12 +21,13 @@ async def until_stopped(main: Coroutine, log: logging.Logger) -> None:
     """Run ``main`` until it returns or a stop signal arrives (then cancel it)."""
     loop = asyncio.get_running_loop()
     work = asyncio.ensure_future(main)
-    stopping: list[str] = []
+    stopping = False
 
     def stop(sig: signal.Signals) -> None:
+        nonlocal stopping
         if not stopping:
             log.info("%s: stopping", sig.name)
-        stopping.append(sig.name)
+        stopping = True
         work.cancel()
 
     for sig in STOP_SIGNALS:

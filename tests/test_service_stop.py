@@ -17,23 +17,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-import httpx
 import pytest
 
-from localstack.procs import wait_until
+from localstack.procs import http_ok, wait_until
 from testkit.harness import free_ports
 from tokens.mint import create_signing_key
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SIGNALS = [pytest.param(signal.SIGINT, id="SIGINT"), pytest.param(signal.SIGTERM, id="SIGTERM")]
-
-
-def _answers(url: str) -> bool:
-    try:
-        httpx.get(url, timeout=2)
-    except httpx.TransportError:
-        return False
-    return True
 
 
 def _stops_cleanly(proc: subprocess.Popen, sig: signal.Signals, log: Path) -> None:
@@ -64,7 +55,7 @@ def _start(args: list[str], env: dict[str, str], url: str, log: Path) -> subproc
         )
     try:
         wait_until(
-            lambda: _answers(url),
+            http_ok(url),
             timeout=60,
             what=f"{args[0]} answering at {url}",
             alive=lambda: proc.poll() is None,
